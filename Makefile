@@ -1,0 +1,39 @@
+# Guetteur — every target works as the first command on a fresh machine:
+# it creates .venv and installs the pinned dependencies before doing its work.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR := out/demo
+DEMO_SEED ?= 7
+DEMO_DAYS ?= 14
+DEMO_ACTORS ?= 200
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Guetteur needs Python 3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+demo: setup
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@echo "== 1/4 simulate $(DEMO_DAYS) days of partner traffic, $(DEMO_ACTORS) accounts, seed $(DEMO_SEED)"
+	$(BIN)/guetteur simulate --output $(DEMO_DIR)/input --seed $(DEMO_SEED) --days $(DEMO_DAYS) --actors $(DEMO_ACTORS)
+	@echo "== 2/4 detect on the local runner"
+	$(BIN)/guetteur detect --input '$(DEMO_DIR)/input/events.jsonl' --output $(DEMO_DIR)/detect
+	@echo "== 3/4 alerts"
+	@$(BIN)/guetteur show --alerts '$(DEMO_DIR)/detect/alerts*.jsonl'
+	@echo "== 4/4 evaluation against the labelled incidents"
+	@$(BIN)/guetteur evaluate --alerts '$(DEMO_DIR)/detect/alerts*.jsonl' --labels $(DEMO_DIR)/input/labels.json
+
+clean:
+	rm -rf out build *.egg-info .pytest_cache

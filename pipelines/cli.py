@@ -1,0 +1,239 @@
+"""The `guetteur` command (CONTRACT §3): detect, simulate, evaluate, show.
+
+Every error a user can cause — a bad flag, an unreadable input, a broken
+settings file — ends in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="guetteur", description="Detects authorised accounts reading data they should not.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the runner's own logs")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    detect = commands.add_parser("detect", help="run the detection pipeline over JSON Lines events")
+    detect.add_argument("--input", required=True, help="events: a path or glob, plain or .gz")
+    detect.add_argument("--output", required=True, help="directory for alerts.jsonl and deadletter.jsonl")
+    detect.add_argument("--runner", default="local", help="local (default), FlinkRunner, PrismRunner, DataflowRunner, ...")
+    detect.add_argument("--config", help="TOML file of detector settings (see deploy/detection.toml)")
+    detect.add_argument("--field-mapping", help="JSON file mapping ECS paths to contract fields")
+
+    simulate = commands.add_parser("simulate", help="write realistic partner traffic with labelled incidents")
+    simulate.add_argument("--output", required=True, help="directory for events.jsonl and labels.json")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--days", type=_positive_int, default=14)
+    simulate.add_argument("--actors", type=_positive_int, default=300)
+
+    evaluate = commands.add_parser("evaluate", help="detection metrics of alerts against labels, as JSON")
+    evaluate.add_argument("--alerts", required=True, help="alerts JSON Lines: a path or glob")
+    evaluate.add_argument("--labels", required=True, help="labels.json written by simulate")
+
+    show = commands.add_parser("show", help="print alerts as a short table")
+    show.add_argument("--alerts", required=True, help="alerts JSON Lines: a path or glob")
+    show.add_argument("--limit", type=_positive_int, default=20)
+    return parser
+
+
+def _check_input(pattern: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception as err:  # a malformed pattern or an unreachable filesystem
+        raise UsageError(f"cannot read input {pattern!r}: {err}") from None
+    if not matches:
+        raise UsageError(f"no input file matches {pattern!r}")
+    for metadata in matches:
+        try:
+            FileSystems.open(metadata.path).close()
+        except Exception as err:
+            raise UsageError(f"cannot read input {metadata.path!r}: {err}") from None
+
+
+def _check_output_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create output directory {path!r}: {err.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"output directory {path!r} is not writable")
+
+
+def _load_settings(args):
+    from transforms.detection_config import load_detection_config
+    from transforms.event_parsing import FieldMapping
+
+    try:
+        load_detection_config(args.config)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"bad --config {args.config!r}: {err}") from None
+    if args.field_mapping:
+        try:
+            FieldMapping.from_json_file(args.field_mapping)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"bad --field-mapping {args.field_mapping!r}: {err}") from None
+
+
+def _counter_totals(result) -> dict:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    totals = {}
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace("guetteur"))["counters"]
+    except Exception:  # some runners report no metrics to the client
+        return totals
+    for counter in counters:
+        totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (counter.committed or counter.attempted or 0)
+    return totals
+
+
+def run_detect(args, beam_args: List[str]) -> int:
+    import apache_beam as beam
+
+    from pipelines.detect import build_pipeline
+    from pipelines.options import GuetteurOptions, resolve_runner
+
+    _check_input(args.input)
+    _check_output_dir(args.output)
+    _load_settings(args)
+    flags = [
+        f"--runner={resolve_runner(args.runner)}",
+        f"--input={args.input}",
+        f"--output={args.output}",
+        *([f"--detection_config={args.config}"] if args.config else []),
+        *([f"--field_mapping={args.field_mapping}"] if args.field_mapping else []),
+        *beam_args,
+    ]
+    options = GuetteurOptions(flags)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, options)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as err:
+        if args.verbose:
+            raise
+        reason = str(err).strip().splitlines()
+        print(f"guetteur detect: the pipeline failed: {reason[-1] if reason else type(err).__name__} "
+              "(run with -v for details)", file=sys.stderr)
+        return EXIT_FAILED
+    elapsed = time.monotonic() - started
+    totals = _counter_totals(result)
+    alerts = sum(v for k, v in totals.items() if k.startswith("alerts_"))
+    print(
+        f"guetteur detect: {totals.get('lines_read', 0):,} lines, {totals.get('events_accepted', 0):,} events, "
+        f"{totals.get('dead_lettered', 0):,} dead letters, {alerts:,} alert records in {elapsed:.1f} s "
+        f"-> {os.path.join(args.output, 'alerts.jsonl')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_simulate(args) -> int:
+    from pipelines.simulation import write_simulation
+
+    _check_output_dir(args.output)
+    summary = write_simulation(args.output, seed=args.seed, days=args.days, actors=args.actors)
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+def _load_alerts(pattern: str):
+    from pipelines.evaluation import load_alerts
+
+    try:
+        return load_alerts(pattern)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read alerts {pattern!r}: {err}") from None
+
+
+def run_evaluate(args) -> int:
+    from pipelines.evaluation import evaluate
+
+    alerts = _load_alerts(args.alerts)
+    try:
+        with open(args.labels, "rb") as handle:
+            labels = json.load(handle)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot read labels {args.labels!r}: {err}") from None
+    print(json.dumps(evaluate(alerts, labels), indent=2, sort_keys=True))
+    return 0
+
+
+def run_show(args) -> int:
+    from pipelines.alert_table import format_alert_table
+
+    print(format_alert_table(_load_alerts(args.alerts), limit=args.limit))
+    return 0
+
+
+class _QuietBeam(logging.Filter):
+    """Beam's import-time and runner chatter, hidden unless -v: users see our lines, not its."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "apache_beam" not in record.pathname
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_QuietBeam())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extra = _parser().parse_known_args(argv)
+        if args.command != "detect" and extra:
+            raise UsageError(f"guetteur {args.command}: unrecognized arguments: {' '.join(extra)}")
+        _configure_logging(args.verbose)
+        if args.command == "detect":
+            return run_detect(args, extra)
+        if args.command == "simulate":
+            return run_simulate(args)
+        if args.command == "evaluate":
+            return run_evaluate(args)
+        return run_show(args)
+    except UsageError as err:
+        print(f"guetteur: {err}" if not str(err).startswith("guetteur") else str(err), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("guetteur: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""One account's activity in one event-time window: what the detectors score.
+
+Events are folded into these summaries before any per-account state is
+touched, so state work grows with windows, not with events.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import apache_beam as beam
+
+
+class AccountActivity(NamedTuple):
+    actor: str
+    org: Optional[str]
+    actor_type: Optional[str]
+    window_start_ms: int
+    window_end_ms: int
+    events: int
+    records_touched: int  # consult = 1, search/export = count
+    consults: int
+    searches: int
+    exports: int
+    creations: int  # account_create events
+    created: Sequence[str]  # accounts created in the window, sorted
+    duplicates: int  # events dropped because their event_id was already counted
+    late: bool  # a late pane: these events arrived after the window had been scored
+
+
+beam.coders.registry.register_coder(AccountActivity, beam.coders.RowCoder)
