@@ -1,0 +1,40 @@
+"""The documented settings file and the loader agree, and bad files are refused."""
+
+import pytest
+
+from transforms.detection_config import DetectionConfig, load_detection_config
+
+DOCUMENTED = "deploy/detection.toml"
+
+
+def test_the_documented_file_states_exactly_the_defaults():
+    assert load_detection_config(DOCUMENTED) == DetectionConfig()
+
+
+def test_overrides_apply_and_the_rest_stays_default(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("window_minutes = 10\n[volume]\nfloor = 80\n[role_priors]\ntraining_org = 35\n")
+    config = load_detection_config(str(path))
+    assert config.window_minutes == 10 and config.volume.floor == 80.0
+    assert config.role_prior("training_org") == 35.0
+    assert config.volume.multiplier == DetectionConfig().volume.multiplier
+    assert config.role_prior("unknown-role") == DetectionConfig().role_prior("default")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "windows_minutes = 5\n",
+        "window_minutes = 0\n",
+        "[volume]\nmultiplierr = 3\n",
+        "[volume]\nfloor = 'high'\n",
+        "[role_priors]\nadvisor = -1\n",
+        "[thresholds]\nx = 1\n",
+        "not toml at all = = =\n",
+    ],
+)
+def test_bad_files_are_refused_with_a_reason(tmp_path, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError):
+        load_detection_config(str(path))
