@@ -1,0 +1,172 @@
+"""Assemble population, traffic and incidents into `events.jsonl` + `labels.json`.
+
+Events are produced one UTC day at a time (legitimate traffic of that day merged with the
+malicious events falling in it, sorted by time), so memory stays bounded by a day of traffic
+and the file is globally sorted by `ts`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Iterator
+
+import orjson
+
+from .badlines import BadLines
+from .clock import DAY_MS, date_to_ms, format_ts
+from .events import ACCOUNT, TS, RawEvent, to_flat
+from .population import AccountFactory, IdAllocator, IpPool, Population, build_population
+from .scenarios import SEED_SCENARIOS, Incident, ScenarioContext, plan_incidents
+from .traffic import Day, Traffic, make_days
+
+LABELS_FORMAT = "guetteur-labels/1"
+DEFAULT_START = dt.date(2026, 3, 2)
+_FLUSH_LINES = 50_000
+
+
+@dataclass
+class Simulation:
+    seed: int
+    days: int
+    actors: int
+    start: dt.date
+    start_ms: int
+    end_ms: int
+    calendar: list[Day]
+    population: Population
+    traffic: Traffic
+    incidents: list[Incident]
+    bad_lines: BadLines
+
+
+@dataclass
+class Counters:
+    events: int = 0
+    active_account_days: int = 0
+
+
+def build(seed: int, days: int, actors: int, start: dt.date, bad_line_rate: float,
+          scenarios: tuple[str, ...] = SEED_SCENARIOS) -> Simulation:
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    if actors < 1:
+        raise ValueError("actors must be >= 1")
+    master = random.Random(seed)
+    # Independent streams: changing how traffic is drawn must not move the population or attacks.
+    pop_rng, traffic_rng, attack_rng, id_rng, ip_rng, bad_rng = (random.Random(master.getrandbits(64))
+                                                                  for _ in range(6))
+    ids, ips = IdAllocator(id_rng), IpPool(ip_rng)
+    factory = AccountFactory(pop_rng, ids, ips, days, start.weekday())
+    population = build_population(pop_rng, factory, actors)
+    calendar = make_days(start, days)
+    start_ms = date_to_ms(start)
+    end_ms = start_ms + days * DAY_MS
+    context = ScenarioContext(rng=attack_rng, population=population, factory=factory, ids=ids, ips=ips, t0=start_ms)
+    incidents = plan_incidents(context, calendar, start_ms, end_ms, scenarios if days >= 2 else ())
+    return Simulation(seed=seed, days=days, actors=actors, start=start, start_ms=start_ms, end_ms=end_ms,
+                      calendar=calendar, population=population,
+                      traffic=Traffic(traffic_rng, population, factory, ids),
+                      incidents=incidents, bad_lines=BadLines(bad_rng, bad_line_rate, seed))
+
+
+def _day_batches(sim: Simulation) -> Iterator[list[RawEvent]]:
+    malicious: dict[int, list[RawEvent]] = defaultdict(list)
+    for incident in sim.incidents:
+        for event in incident.events:
+            malicious[(event[TS] - sim.start_ms) // DAY_MS].append(event)
+    for day in sim.calendar:
+        # Legitimate work happens 06:00-22:00 Paris time, always inside UTC day `day.index`.
+        batch = sim.traffic.day_events(day)
+        batch.extend(malicious.pop(day.index, ()))
+        batch.sort(key=itemgetter(TS))  # stable: ties keep generation order, hence determinism
+        yield batch
+
+
+def lines(sim: Simulation, counters: Counters) -> Iterator[dict[str, Any] | bytes]:
+    """File order: event dicts, and malformed lines as raw bytes."""
+    bad = sim.bad_lines
+    prefix = f"evt-{sim.seed}-"
+    number = 0
+    for batch in _day_batches(sim):
+        active = set()
+        for event in batch:
+            number += 1
+            flat = to_flat(event, f"{prefix}{number:09d}")
+            active.add(event[ACCOUNT])
+            if bad.due():
+                yield bad.make(flat)
+            yield flat
+        counters.events += len(batch)
+        counters.active_account_days += len(active)
+
+
+def labels(sim: Simulation, counters: Counters) -> dict[str, Any]:
+    return {
+        "format": LABELS_FORMAT,
+        "seed": sim.seed,
+        "days": sim.days,
+        "actors": sim.actors,
+        "start": format_ts(sim.start_ms).replace(".000Z", "Z"),
+        "end": format_ts(sim.end_ms).replace(".000Z", "Z"),
+        "events": counters.events,
+        "bad_lines": sim.bad_lines.count,
+        "active_account_days": counters.active_account_days,
+        "incidents": [incident.label() for incident in sim.incidents],
+    }
+
+
+def _labels_bytes(result: dict[str, Any]) -> bytes:
+    """One field per line and one incident per line: readable, yet progress stays compact."""
+    fields = [b'  "%s": %s' % (key.encode(), orjson.dumps(value))
+              for key, value in result.items() if key != "incidents"]
+    incidents = b",\n".join(b"    " + orjson.dumps(incident) for incident in result["incidents"])
+    fields.append(b'  "incidents": [\n' + incidents + b"\n  ]" if incidents else b'  "incidents": []')
+    return b"{\n" + b",\n".join(fields) + b"\n}\n"
+
+
+def simulate(seed: int = 7, days: int = 14, actors: int = 300, start: dt.date = DEFAULT_START,
+             bad_line_rate: float = 0.0005) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """All valid events (file order, bad lines left out) and the labels `write_simulation` writes."""
+    sim = build(seed, days, actors, start, bad_line_rate)
+    counters = Counters()
+    events = [item for item in lines(sim, counters) if isinstance(item, dict)]
+    return events, labels(sim, counters)
+
+
+def write_simulation(output_dir: str, seed: int = 7, days: int = 14, actors: int = 300,
+                     start: dt.date = DEFAULT_START, bad_line_rate: float = 0.0005) -> dict[str, Any]:
+    """Write `events.jsonl` and `labels.json` into `output_dir`; return a short summary."""
+    sim = build(seed, days, actors, start, bad_line_rate)
+    os.makedirs(output_dir, exist_ok=True)
+    events_path = os.path.join(output_dir, "events.jsonl")
+    labels_path = os.path.join(output_dir, "labels.json")
+    counters = Counters()
+    dumps = orjson.dumps
+    # Write to temporary names and rename, so a reader never sees half a simulation.
+    with open(events_path + ".tmp", "wb") as out:
+        buffer: list[bytes] = []
+        for item in lines(sim, counters):
+            buffer.append(item if isinstance(item, bytes) else dumps(item))
+            if len(buffer) >= _FLUSH_LINES:
+                out.write(b"\n".join(buffer) + b"\n")
+                buffer.clear()
+        if buffer:
+            out.write(b"\n".join(buffer) + b"\n")
+    result = labels(sim, counters)
+    with open(labels_path + ".tmp", "wb") as out:
+        out.write(_labels_bytes(result))
+    os.replace(events_path + ".tmp", events_path)
+    os.replace(labels_path + ".tmp", labels_path)
+    return {
+        "events": result["events"],
+        "bad_lines": result["bad_lines"],
+        "incidents": len(result["incidents"]),
+        "active_account_days": result["active_account_days"],
+        "events_path": events_path,
+        "labels_path": labels_path,
+    }
