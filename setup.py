@@ -14,6 +14,7 @@ setup(
     # Ranges for library users; requirements.lock pins the exact set the project is tested with.
     install_requires=[
         "apache-beam==2.77.0",
+        "datasketches>=5.1",
         "pyarrow>=17",
         "orjson>=3.10",
         "prometheus-client>=0.20",

@@ -24,6 +24,8 @@ class AccountActivity(NamedTuple):
     exports: int
     creations: int  # account_create events
     created: Sequence[str]  # accounts created in the window, sorted
+    distinct_records: int  # distinct record ids consulted (estimated beyond a few hundred)
+    record_sample: Sequence[str]  # a bottom-k sample of those ids, independent of arrival order
     duplicates: int  # events dropped because their event_id was already counted
     late: bool  # a late pane: these events arrived after the window had been scored
 

@@ -26,12 +26,14 @@ class Expectation(NamedTuple):
     """The baseline an observation was compared with, and where it came from."""
 
     value: float  # the expected usual maximum, in `unit`
-    unit: str  # e.g. "records per 5 min"
-    source: str  # own_history | role_prior | own_history+role_prior
+    unit: str  # e.g. "records per 1 h"
+    source: str  # own_history | peer_group | role_prior, or a blend such as own_history+peer_group
     own: Optional[float]  # the account's own learned usual maximum, if any
+    peers: Optional[float]  # the median usual maximum of its peers (same organisation and role)
     role: Optional[float]  # the prior for its role
     history_days: int  # active days the own baseline was learned from
     threshold: float  # what the observation had to exceed to alert
+    adjustments: Sequence[str]  # why the threshold moved: "off_hours", "org_busy_x2.1"
 
 
 class Alert(NamedTuple):
@@ -44,7 +46,7 @@ class Alert(NamedTuple):
     window_start_ms: int
     window_end_ms: int
     detected_at_ms: int
-    observed: int  # over [window_start, window_end]
+    observed: int  # records (accounts, for account_creation_rate) over [window_start, window_end]
     peak: int  # highest single-window value inside the span
     expected: Expectation
     score: float
@@ -77,9 +79,11 @@ def alert_to_json(alert: Alert) -> dict:
             "unit": expected.unit,
             "source": expected.source,
             "own": expected.own,
+            "peers": expected.peers,
             "role": expected.role,
             "history_days": expected.history_days,
             "threshold": expected.threshold,
+            "adjustments": list(expected.adjustments),
         },
         "score": alert.score,
         "severity": alert.severity,
@@ -94,9 +98,11 @@ _EXPECTATION_ARROW = pa.struct(
         pa.field("unit", pa.string()),
         pa.field("source", pa.string()),
         pa.field("own", pa.float64()),
+        pa.field("peers", pa.float64()),
         pa.field("role", pa.float64()),
         pa.field("history_days", pa.int32()),
         pa.field("threshold", pa.float64()),
+        pa.field("adjustments", pa.list_(pa.string())),
     ]
 )
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from transforms.detection_config import DetectionConfig, load_detection_config
+from transforms.detection_config import DetectionConfig, RolePrior, load_detection_config
 
 DOCUMENTED = "deploy/detection.toml"
 
@@ -13,10 +13,11 @@ def test_the_documented_file_states_exactly_the_defaults():
 
 def test_overrides_apply_and_the_rest_stays_default(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text("window_minutes = 10\n[volume]\nfloor = 80\n[role_priors]\ntraining_org = 35\n")
+    path.write_text("window_minutes = 10\n[volume]\nfloor_1h = 80\n[role_priors.training_org]\nrecords_1h = 35\n")
     config = load_detection_config(str(path))
-    assert config.window_minutes == 10 and config.volume.floor == 80.0
-    assert config.role_prior("training_org") == 35.0
+    assert config.window_minutes == 10 and config.volume.floor("1h") == 80.0
+    assert config.role_prior("training_org").records("1h") == 35.0
+    assert config.role_prior("training_org").records("5m") == RolePrior().records_5m
     assert config.volume.multiplier == DetectionConfig().volume.multiplier
     assert config.role_prior("unknown-role") == DetectionConfig().role_prior("default")
 
@@ -26,9 +27,11 @@ def test_overrides_apply_and_the_rest_stays_default(tmp_path):
     [
         "windows_minutes = 5\n",
         "window_minutes = 0\n",
+        "window_minutes = 7\n",
         "[volume]\nmultiplierr = 3\n",
-        "[volume]\nfloor = 'high'\n",
-        "[role_priors]\nadvisor = -1\n",
+        "[volume]\nfloor_5m = 'high'\n",
+        "[role_priors]\nadvisor = 20\n",
+        "[role_priors.advisor]\nrecords_5m = -1\n",
         "[thresholds]\nx = 1\n",
         "not toml at all = = =\n",
     ],

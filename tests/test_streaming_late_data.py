@@ -35,12 +35,12 @@ def test_on_time_and_late_bursts_both_alert_and_alerts_follow_the_watermark():
     stream = (
         test_stream.TestStream()
         .advance_watermark_to(T0 / 1000)
-        # acct-1: 100 records in [10:00, 10:05), on time; acct-quiet stays under its prior.
-        .add_elements(consults("acct-1", T0, 100) + consults("acct-quiet", T0, 20, spacing_ms=10_000))
+        # acct-1: 140 records in [10:00, 10:05), on time; acct-quiet stays under its prior.
+        .add_elements(consults("acct-1", T0, 140, spacing_ms=2_000) + consults("acct-quiet", T0, 20, spacing_ms=10_000))
         .advance_watermark_to((T0 + 4 * window) / 1000)
-        # acct-2: 100 records in [10:05, 10:10) arriving after the watermark passed 10:20: late,
+        # acct-2: 140 records in [10:05, 10:10) arriving after the watermark passed 10:20: late,
         # but within the allowed lateness, so they are scored in a late pane.
-        .add_elements(consults("acct-2", T0 + window, 100))
+        .add_elements(consults("acct-2", T0 + window, 140, spacing_ms=2_000))
         .advance_watermark_to_infinity()
     )
     options = PipelineOptions()
@@ -56,8 +56,8 @@ def test_on_time_and_late_bursts_both_alert_and_alerts_follow_the_watermark():
             alerts,
             equal_to(
                 [
-                    ("acct-1", "new", T0, T0 + window, 100),
-                    ("acct-2", "new", T0 + window, T0 + 2 * window, 100),
+                    ("acct-1", "new", T0, T0 + window, 140),
+                    ("acct-2", "new", T0 + window, T0 + 2 * window, 140),
                 ]
             ),
         )

@@ -16,11 +16,13 @@ from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from schemas.activity import AccountActivity
 from schemas.event import ACCOUNT_CREATE, CONSULT, EXPORT, SEARCH, AccessEvent, action_kind
+from transforms.record_sketches import DistinctRecords
 
 # Accumulator slots. A list, not an object: it is merged and encoded per bundle.
 _EVENTS, _TOUCHED, _CONSULTS, _SEARCHES, _EXPORTS, _CREATIONS, _DUPLICATES = range(7)
 _N_SUMS = 7
 # Per event_id contribution, so that a duplicate seen in another bundle can be taken back out.
+# (A duplicate's record id needs no taking out: distinct counts are idempotent.)
 _Contribution = Tuple[int, int, int, int, int, int, Optional[str]]
 
 
@@ -38,14 +40,21 @@ def _contribution(event: AccessEvent) -> _Contribution:
 
 
 class _Accumulator:
-    __slots__ = ("sums", "by_id", "created", "org", "actor_type")
+    __slots__ = ("sums", "by_id", "created", "records", "org", "actor_type")
 
     def __init__(self):
         self.sums = [0] * _N_SUMS
         self.by_id: Dict[str, _Contribution] = {}
         self.created: set = set()
+        self.records = DistinctRecords()
         self.org: Optional[str] = None
         self.actor_type: Optional[str] = None
+
+    def __getstate__(self):
+        return (self.sums, self.by_id, self.created, self.records, self.org, self.actor_type)
+
+    def __setstate__(self, state):
+        self.sums, self.by_id, self.created, self.records, self.org, self.actor_type = state
 
     def add(self, contribution: _Contribution) -> None:
         sums = self.sums
@@ -78,6 +87,8 @@ class AccountActivityFn(beam.CombineFn):
                 return acc
             acc.by_id[event.event_id] = contribution
         acc.add(contribution)
+        if event.record is not None and contribution[2]:
+            acc.records.add(event.record)
         acc.org = _first(acc.org, event.org)
         acc.actor_type = _first(acc.actor_type, event.actor_type)
         return acc
@@ -98,6 +109,7 @@ class AccountActivityFn(beam.CombineFn):
                 else:
                     merged.by_id[event_id] = contribution
             merged.created |= other.created
+            merged.records.merge(other.records)
             merged.org = _first(merged.org, other.org)
             merged.actor_type = _first(merged.actor_type, other.actor_type)
         return merged
@@ -129,6 +141,8 @@ class _ToActivity(beam.DoFn):
             exports=sums[_EXPORTS],
             creations=sums[_CREATIONS],
             created=sorted(acc.created),
+            distinct_records=acc.records.estimate(),
+            record_sample=acc.records.sample_ids(),
             duplicates=sums[_DUPLICATES],
             late=pane.timing == PaneInfoTiming.LATE,
         )

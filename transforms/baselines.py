@@ -1,80 +1,123 @@
-"""Where baselines are learned: each account's usual maximum, from its own windows.
+"""Where baselines are learned: each account's usual maxima, from its own windows.
 
-The learned quantity is a decaying maximum of records touched per active
-window ("its usual maximum"): analysts reason in those terms, and a maximum is
-what a legitimate heavy day has to stay under. Until an account has
-`trust_days` active days of its own, its expectation leans on its role prior,
+The learned quantities are decaying maxima ("its usual maximum") of records
+touched per 5 minutes, per rolling hour and per rolling day, of records it
+never opened before per hour, and of accounts created per day — the terms in
+which an analyst reasons, and what a legitimate heavy day has to stay under.
+Until an account has `trust_days` active days of its own, its expectation
+leans on its peers (same organisation and role) and then on its role prior,
 so a brand-new account is scored from its very first window.
+
+Poisoning resistance: a window that alerted teaches nothing, and a usual
+maximum can grow by at most `daily_growth` per day.
 """
 
 from __future__ import annotations
 
-from schemas.activity import AccountActivity
+from typing import Optional, Sequence
+
 from schemas.alert import Expectation
-from schemas.baseline import AccountBaseline
-from schemas.timestamps import MS_PER_DAY
+from schemas.baseline import PEAK_CREATIONS_1D, PEAK_NOVEL_1H, VOLUME_PEAKS
+from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
+from transforms.account_model import AccountModel
 from transforms.detection_config import DetectionConfig
 
 OWN_HISTORY = "own_history"
+PEER_GROUP = "peer_group"
 ROLE_PRIOR = "role_prior"
-BLENDED = "own_history+role_prior"
 
 
-def expectation(baseline: AccountBaseline, actor_type: str | None, config: DetectionConfig) -> Expectation:
-    """What this account is expected to touch at most in one window, and the alert threshold."""
-    volume = config.volume
-    role = config.role_prior(actor_type)
-    # The day being scored is not history yet: trust grows with completed active days.
-    history_days = max(0, baseline.active_days - 1)
-    trust = min(1.0, history_days / volume.trust_days) if volume.trust_days > 0 else 1.0
-    own = baseline.peak if baseline.active_windows else None
-    value = trust * baseline.peak + (1.0 - trust) * role
+def hour_slot(ms: int) -> int:
+    """Weekday or weekend, and UTC hour: the 48 slots of an account's working week."""
+    day = ms // MS_PER_DAY
+    weekend = (day + 3) % 7 >= 5  # epoch day 0 was a Thursday
+    return (24 if weekend else 0) + (ms % MS_PER_DAY) // MS_PER_HOUR
+
+
+def age_to_day(model: AccountModel, window_end_ms: int, config: DetectionConfig) -> None:
+    """Start a new active day: decay the usual maxima once, and remember them as the day's start.
+
+    Decay is per active day, not per calendar day: an account back from three
+    weeks of holiday is judged on what it did before, not on a faded memory.
+    """
+    day = (window_end_ms - 1) // MS_PER_DAY
+    if day <= model.current_day:
+        return
+    if model.current_day >= 0:
+        decay = config.volume.daily_decay
+        model.peaks = [peak * decay for peak in model.peaks]
+    model.day_start_peaks = list(model.peaks)
+    model.current_day = day
+    model.active_days += 1
+
+
+def expectation(
+    model: AccountModel,
+    slot: int,
+    prior: float,
+    peers: Optional[float],
+    unit: str,
+    floor: float,
+    multiplier: float,
+    factor: float,
+    adjustments: Sequence[str],
+    trust_days: int,
+) -> Expectation:
+    """The expected usual maximum for one measure, blended from own history, peers and role.
+
+    `factor` scales the threshold for context (off hours, a busy organisation).
+    """
+    trust = model.trust(trust_days)
+    fallback, fallback_source = (peers, PEER_GROUP) if peers is not None else (prior, ROLE_PRIOR)
+    own = model.peaks[slot] if model.history_days else None
+    value = trust * model.peaks[slot] + (1.0 - trust) * fallback
     if trust >= 1.0:
         source = OWN_HISTORY
     elif trust <= 0.0:
-        source = ROLE_PRIOR
+        source = fallback_source
     else:
-        source = BLENDED
-    threshold = max(volume.floor, volume.multiplier * value)
+        source = f"{OWN_HISTORY}+{fallback_source}"
+    threshold = max(floor, multiplier * value) * factor
     return Expectation(
         value=round(value, 2),
-        unit=f"records per {config.window_minutes} min",
+        unit=unit,
         source=source,
         own=None if own is None else round(own, 2),
-        role=role,
-        history_days=history_days,
+        peers=None if peers is None else round(peers, 2),
+        role=prior,
+        history_days=model.history_days,
         threshold=round(threshold, 2),
+        adjustments=list(adjustments),
     )
 
 
-def age_to(baseline: AccountBaseline, window_end_ms: int, config: DetectionConfig) -> AccountBaseline:
-    """The baseline as it stands on the day of a window: decayed for the days that passed."""
-    day = (window_end_ms - 1) // MS_PER_DAY
-    if day <= baseline.current_day:
-        return baseline
-    days_passed = day - baseline.current_day if baseline.current_day >= 0 else 0
-    peak = baseline.peak * (config.volume.daily_decay**days_passed)
-    return baseline._replace(
-        current_day=day, peak=peak, day_start_peak=peak, active_days=baseline.active_days + 1
-    )
+def _raise_peak(model: AccountModel, slot: int, observed: float, prior: float, growth: float, trusted: bool) -> None:
+    if observed <= model.peaks[slot]:
+        return
+    # A new account may climb to its role's level at once; an established one only by `growth` a day.
+    base = model.day_start_peaks[slot] if trusted else max(model.day_start_peaks[slot], prior)
+    model.peaks[slot] = min(observed, max(base * growth + 1.0, model.peaks[slot]))
 
 
 def learn(
-    baseline: AccountBaseline, activity: AccountActivity, alerted: bool, config: DetectionConfig
-) -> AccountBaseline:
-    """The baseline after one scored window (already aged to the window's day).
-
-    A window that alerted teaches nothing, and the usual maximum can only grow
-    by `daily_growth` per day: neither an attack nor a slow ramp becomes normal.
-    """
-    learned = baseline._replace(
-        last_window_end_ms=max(baseline.last_window_end_ms, activity.window_end_ms),
-        active_windows=baseline.active_windows + 1,
-    )
-    if alerted:
-        return learned
-    observed = float(activity.records_touched)
-    if observed <= learned.peak:
-        return learned
-    ceiling = max(learned.day_start_peak, config.role_prior(activity.actor_type)) * config.volume.daily_growth
-    return learned._replace(peak=min(observed, max(ceiling, learned.peak)))
+    model: AccountModel,
+    window_start_ms: int,
+    volumes: dict,
+    novel_1h: Optional[int],
+    creations_1d: int,
+    sample: Sequence[str],
+    config: DetectionConfig,
+) -> None:
+    """Teach the account's baseline one window that did not alert."""
+    prior = config.role_prior(model.actor_type)
+    growth = config.volume.daily_growth
+    trusted = model.trust(config.volume.trust_days) >= 1.0
+    for scale, observed in volumes.items():
+        _raise_peak(model, VOLUME_PEAKS[scale], observed, prior.records(scale), growth, trusted)
+    if novel_1h is not None:
+        novelty_prior = config.novelty.floor_1h / config.novelty.multiplier
+        _raise_peak(model, PEAK_NOVEL_1H, novel_1h, novelty_prior, growth, trusted)
+    _raise_peak(model, PEAK_CREATIONS_1D, creations_1d, prior.creations_1d, growth, trusted)
+    model.hours_seen |= 1 << hour_slot(window_start_ms)
+    for record in sample:
+        model.portfolio.add(record)

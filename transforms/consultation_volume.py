@@ -1,31 +1,70 @@
-"""Where a consultation-volume alert is decided for one window.
+"""Where a consultation-volume alert is decided for one account and window.
 
-The rule: records touched in the window (consult = 1, search/export = count)
-against the account's expected usual maximum. Scores are the ratio to the
-alert threshold, so 1.0 is the edge and 10 means ten times past it.
+Measured at three scales at once — the 5-minute window, the rolling hour and
+the rolling day — and, once its portfolio is known, as records the account
+never opened before in the last hour. The worst of these decides; a score is
+the ratio to its threshold, so 1.0 is the edge and 10 means ten times past it.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import List, NamedTuple, Optional
 
-from schemas.activity import AccountActivity
 from schemas.alert import Expectation
+from schemas.baseline import PEAK_NOVEL_1H, VOLUME_PEAKS
+from transforms.baselines import expectation
+from transforms.detection_config import VOLUME_SCALES, DetectionConfig
 
 RULE = "consultation_volume"
+UNITS = {"5m": "records per 5 min", "1h": "records per 1 h", "1d": "records per 24 h"}
 
 
 class Finding(NamedTuple):
-    """One window that crossed its threshold."""
+    """One measure that crossed its threshold in a window."""
 
     rule: str
+    measure: str  # records_5m, records_1h, records_1d, novel_records_1h, accounts_created_1h, ...
+    span_minutes: int  # how far back the measure reaches
     observed: int
     score: float
     expected: Expectation
 
 
-def assess_volume(activity: AccountActivity, expected: Expectation) -> Optional[Finding]:
-    observed = activity.records_touched
-    if observed <= expected.threshold:
-        return None
-    return Finding(RULE, observed, round(observed / expected.threshold, 2), expected)
+def worst(findings: List[Finding]) -> Optional[Finding]:
+    crossing = [f for f in findings if f.score > 1.0]
+    return max(crossing, key=lambda f: (f.score, f.measure)) if crossing else None
+
+
+def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Optional[Finding]:
+    """The worst crossing among the volume scales and novelty, or None.
+
+    `context` is a transforms.group_model.ScoringContext for this account and window.
+    """
+    config: DetectionConfig = context.config
+    volume = config.volume
+    prior = config.role_prior(context.model.actor_type)
+    findings = []
+    for scale, minutes in VOLUME_SCALES:
+        slot = VOLUME_PEAKS[scale]
+        expected = expectation(
+            context.model, slot, prior.records(scale), context.peer_peak(slot),
+            unit=UNITS[scale],
+            floor=volume.floor(scale), multiplier=volume.multiplier,
+            factor=context.factor, adjustments=context.adjustments, trust_days=volume.trust_days,
+        )
+        observed = volumes[scale]
+        findings.append(
+            Finding(RULE, f"records_{scale}", minutes, observed, round(observed / expected.threshold, 2), expected)
+        )
+    if novel_1h is not None:
+        novelty = config.novelty
+        expected = expectation(
+            context.model, PEAK_NOVEL_1H, novelty.floor_1h / novelty.multiplier, None,
+            unit="records never opened before, per 1 h",
+            floor=novelty.floor_1h, multiplier=novelty.multiplier,
+            factor=context.factor, adjustments=context.adjustments, trust_days=0,
+        )
+        findings.append(
+            Finding(RULE, "novel_records_1h", 60, novel_1h, round(novel_1h / expected.threshold, 2), expected)
+        )
+    return worst(findings)

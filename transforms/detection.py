@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from transforms.account_detector import DetectPerAccount
 from transforms.account_windows import SummariseAccountWindows
+from transforms.detect_per_group import DetectPerGroup
 from transforms.detection_config import DetectionConfig
 
 
 class DetectAnomalies(beam.PTransform):
-    """Timestamped AccessEvents -> Alert records."""
+    """Timestamped AccessEvents -> Alert records (and final baselines, with emit_baselines).
 
-    def __init__(self, config: DetectionConfig):
+    `initial_baselines`: a PCollection of AccountBaseline learned by `guetteur train`.
+    """
+
+    def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False):
         super().__init__()
         self._config = config
+        self._initial = initial_baselines
+        self._emit_baselines = emit_baselines
 
     def expand(self, events):
         return (
             events
             | "SummariseWindows"
             >> SummariseAccountWindows(self._config.window_minutes, self._config.allowed_lateness_minutes)
-            | "DetectPerAccount" >> DetectPerAccount(self._config)
+            | "DetectPerGroup" >> DetectPerGroup(self._config, self._initial, self._emit_baselines)
         )

@@ -1,6 +1,7 @@
 """Detector settings: defaults that work out of the box, overridable from one TOML file.
 
-`deploy/detection.toml` documents every key with its default value.
+`deploy/detection.toml` documents every key with its default value; a test
+keeps the two identical.
 """
 
 from __future__ import annotations
@@ -9,41 +10,92 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
+# The time scales consultation volume is measured at, as (label, length in minutes).
+# Minutes catch bursts; an hour and a day catch an attacker who stays under any
+# per-window threshold but reads around the clock.
+VOLUME_SCALES = (("5m", 5), ("1h", 60), ("1d", 1440))
+
 
 @dataclass(frozen=True)
 class VolumeConfig:
-    # A window alerts when its records exceed max(floor, multiplier x expected usual maximum).
+    # A scale alerts when its records exceed max(floor, multiplier x expected usual maximum).
     multiplier: float = 3.0
-    floor: float = 50.0
-    # Active days of its own before an account's history fully replaces its role prior.
+    floor_5m: float = 50.0
+    floor_1h: float = 150.0
+    floor_1d: float = 600.0
+    # Active days of its own before an account's history fully replaces its peers' and role's.
     trust_days: int = 5
-    # The learned usual maximum fades by this factor per day, so an old busy spell is forgotten.
+    # The learned usual maximum fades by this factor per active day (an old busy spell is forgotten)...
     daily_decay: float = 0.97
     # ...and may grow by at most this factor per day: a slow exfiltration cannot teach itself normal.
     daily_growth: float = 1.3
+    # Thresholds are divided by this at hours when the account (or, new, its peers) never works.
+    off_hours_divisor: float = 3.0
+    # ...and multiplied by the organisation's collective lift, up to this, when most of it is busier.
+    max_org_lift: float = 3.0
+    # Peers (same organisation and role, with history) needed before they inform a new account.
+    min_peers: int = 3
+
+    def floor(self, scale: str) -> float:
+        return getattr(self, f"floor_{scale}")
+
+
+@dataclass(frozen=True)
+class NoveltyConfig:
+    # Records the account never consulted before, per hour, against its usual maximum of those.
+    multiplier: float = 3.0
+    floor_1h: float = 40.0
+    # Novelty means something only once the account's portfolio has been learned.
+    min_history_days: int = 3
+
+
+@dataclass(frozen=True)
+class CreationConfig:
+    # Accounts created per hour and per day, against the creator's usual maximum.
+    multiplier: float = 3.0
+    floor_1h: float = 3.0
+    floor_1d: float = 5.0
+    # Records read in an hour by the accounts it created in the last `child_days` count against the creator.
+    child_floor_1h: float = 100.0
+    child_days: int = 30
 
 
 @dataclass(frozen=True)
 class IncidentConfig:
-    # Crossings closer than this belong to the same incident.
+    # Crossings closer than this belong to the same incident (one alert_id).
     quiet_minutes: int = 120
-    # Severity rises with records touched during the incident, or with the score of its worst window.
+    # Severity rises with what the incident touched (records, or accounts created)...
     medium_records: int = 500
     high_records: int = 2_000
     critical_records: int = 10_000
+    # ...or with the score (observed / threshold) of its worst window.
     medium_score: float = 3.0
     high_score: float = 8.0
     critical_score: float = 20.0
 
 
+@dataclass(frozen=True)
+class RolePrior:
+    """What an account of a role with no history of its own is expected to do at most."""
+
+    records_5m: float = 35.0
+    records_1h: float = 120.0
+    records_1d: float = 600.0
+    creations_1d: float = 0.5
+
+    def records(self, scale: str) -> float:
+        return getattr(self, f"records_{scale}")
+
+
+# Roughly the 90th percentile of what accounts of each role touch at most: a new account
+# alerts at `multiplier` times this, so a heavy but ordinary newcomer does not.
 DEFAULT_ROLE_PRIORS = {
-    # Usual maximum of records touched per window for an account of this role with no history.
-    "advisor": 20.0,
-    "youth_advisor": 20.0,
-    "training_org": 20.0,
-    "account_manager": 10.0,
-    "agent": 20.0,
-    "default": 20.0,
+    "advisor": RolePrior(records_5m=35.0, records_1h=120.0, records_1d=600.0),
+    "youth_advisor": RolePrior(records_5m=35.0, records_1h=110.0, records_1d=550.0),
+    "agent": RolePrior(records_5m=35.0, records_1h=110.0, records_1d=550.0),
+    "training_org": RolePrior(records_5m=30.0, records_1h=60.0, records_1d=250.0),
+    "account_manager": RolePrior(records_5m=20.0, records_1h=40.0, records_1d=150.0, creations_1d=3.0),
+    "default": RolePrior(),
 }
 
 
@@ -52,59 +104,62 @@ class DetectionConfig:
     window_minutes: int = 5
     allowed_lateness_minutes: int = 60
     volume: VolumeConfig = field(default_factory=VolumeConfig)
+    novelty: NoveltyConfig = field(default_factory=NoveltyConfig)
+    creation: CreationConfig = field(default_factory=CreationConfig)
     incident: IncidentConfig = field(default_factory=IncidentConfig)
-    role_priors: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_ROLE_PRIORS))
+    role_priors: Mapping[str, RolePrior] = field(default_factory=lambda: dict(DEFAULT_ROLE_PRIORS))
 
     @property
     def window_ms(self) -> int:
         return self.window_minutes * 60_000
 
-    def role_prior(self, actor_type: str | None) -> float:
+    def role_prior(self, actor_type: str | None) -> RolePrior:
         priors = self.role_priors
-        return float(priors.get(actor_type or "default", priors.get("default", DEFAULT_ROLE_PRIORS["default"])))
+        return priors.get(actor_type or "default") or priors.get("default") or RolePrior()
 
 
-def _section(cls, values: Mapping, where: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = set(values) - set(known)
+_SECTIONS = {"volume": VolumeConfig, "novelty": NoveltyConfig, "creation": CreationConfig, "incident": IncidentConfig}
+_TOP_LEVEL = ("window_minutes", "allowed_lateness_minutes")
+
+
+def _numbers(cls, values: Mapping, where: str):
+    """An instance of dataclass `cls` with `values` over its defaults; positive numbers only."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    default = cls()
     converted = {}
     for key, value in values.items():
-        expected_type = type(getattr(cls(), key))
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where}.{key}: expected a number")
-        converted[key] = expected_type(value)
-    return replace(cls(), **converted)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{where}.{key}: expected a number >= 0")
+        converted[key] = type(getattr(default, key))(value)
+    return replace(default, **converted)
 
 
 def load_detection_config(path: str | None) -> DetectionConfig:
-    """The defaults, overridden by the TOML file at `path` when given."""
+    """The defaults, overridden by the TOML file at `path` when given; ValueError if it is wrong."""
     if not path:
         return DetectionConfig()
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
-    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
     config = DetectionConfig()
-    for key, value in top.items():
-        if key not in ("window_minutes", "allowed_lateness_minutes"):
-            raise ValueError(f"{path}: unknown key {key!r}")
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{path}: {key} must be a positive integer")
-        config = replace(config, **{key: value})
-    sections = {k: v for k, v in data.items() if isinstance(v, dict)}
-    unknown = set(sections) - {"volume", "incident", "role_priors"}
-    if unknown:
-        raise ValueError(f"{path}: unknown sections {sorted(unknown)}")
-    if "volume" in sections:
-        config = replace(config, volume=_section(VolumeConfig, sections["volume"], "volume"))
-    if "incident" in sections:
-        config = replace(config, incident=_section(IncidentConfig, sections["incident"], "incident"))
-    if "role_priors" in sections:
-        priors = dict(DEFAULT_ROLE_PRIORS)
-        for role, value in sections["role_priors"].items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"{path}: role_priors.{role} must be a positive number")
-            priors[role] = float(value)
-        config = replace(config, role_priors=priors)
+    for key, value in data.items():
+        if key in _TOP_LEVEL:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{path}: {key} must be a positive whole number")
+            config = replace(config, **{key: value})
+        elif key in _SECTIONS and isinstance(value, dict):
+            config = replace(config, **{key: _numbers(_SECTIONS[key], value, key)})
+        elif key == "role_priors" and isinstance(value, dict):
+            priors = dict(DEFAULT_ROLE_PRIORS)
+            for role, prior in value.items():
+                if not isinstance(prior, dict):
+                    raise ValueError(f"{path}: role_priors.{role} must be a table")
+                priors[role] = _numbers(RolePrior, prior, f"role_priors.{role}")
+            config = replace(config, role_priors=priors)
+        else:
+            raise ValueError(f"{path}: unknown key or section {key!r}")
+    if config.window_minutes > 60 or 60 % config.window_minutes:
+        raise ValueError(f"{path}: window_minutes must divide an hour")
     return config

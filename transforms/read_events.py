@@ -26,6 +26,10 @@ class ParseEventsFn(beam.DoFn):
         self._accepted = Metrics.counter(METRICS_NAMESPACE, "events_accepted")
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
         self._by_reason = {}
+        # Event-time position: the newest event time read so far (epoch ms), a
+        # gauge so that every runner carries it; event-time lag is now minus this.
+        self._position = Metrics.gauge(METRICS_NAMESPACE, "event_time_position_ms")
+        self._newest_ms = 0
 
     def _count_reason(self, reason: str) -> None:
         counter = self._by_reason.get(reason)
@@ -44,6 +48,9 @@ class ParseEventsFn(beam.DoFn):
             yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, source, line))
             return
         self._accepted.inc()
+        if event.ts_ms > self._newest_ms:
+            self._newest_ms = event.ts_ms
+            self._position.set(event.ts_ms)
         yield beam.window.TimestampedValue(event, event.ts_ms / 1000.0)
 
 

@@ -1,0 +1,209 @@
+"""The detector's state machine for one organisation: learning, cold start, peers, hours,
+poisoning, creation chains, incidents, order."""
+
+import random
+
+from schemas.activity import AccountActivity
+from schemas.alert import ESCALATED, NEW
+from schemas.baseline import PEAK_1D, PEAK_5M
+from transforms.account_creation import CREATED_ACCOUNT_ACTIVITY, CREATION_RATE
+from transforms.baselines import OWN_HISTORY, PEER_GROUP, ROLE_PRIOR
+from transforms.detection_config import DetectionConfig
+from transforms.group_model import GroupModel
+
+from tests.event_factory import MONDAY_MS, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+
+CONFIG = DetectionConfig()
+WINDOW = CONFIG.window_ms
+
+
+def window(actor, start_ms, records, actor_type="advisor", created=(), records_ids=None, org="org-a"):
+    ids = records_ids if records_ids is not None else [f"{actor}-rec-{i % 40}" for i in range(records)]
+    distinct = sorted(set(ids))
+    return AccountActivity(
+        actor=actor, org=org, actor_type=actor_type, window_start_ms=start_ms, window_end_ms=start_ms + WINDOW,
+        events=records + len(created), records_touched=records, consults=records, searches=0, exports=0,
+        creations=len(created), created=list(created), distinct_records=len(distinct),
+        record_sample=distinct[:64], duplicates=0, late=False,
+    )
+
+
+def working_days(actor, days, per_window, seed=1, actor_type="advisor", first_day=0):
+    """Ten active windows a weekday-like day between 09:00 and 12:00 UTC, on its own portfolio of 40 records."""
+    rnd = random.Random(f"{actor}-{seed}")
+    out = []
+    for day in range(first_day, first_day + days):
+        for slot in sorted(rnd.sample(range(36), 10)):
+            out.append(window(actor, MONDAY_MS + day * MS_PER_DAY + 9 * MS_PER_HOUR + slot * WINDOW,
+                              rnd.randint(1, per_window), actor_type=actor_type))
+    return out
+
+
+def run(windows, model=None):
+    model = model or GroupModel("org-a", CONFIG)
+    return model, model.run(windows)
+
+
+def day(n, hour=10):
+    return MONDAY_MS + n * MS_PER_DAY + hour * MS_PER_HOUR
+
+
+def test_an_account_learns_its_usual_maxima_from_its_own_history():
+    model, alerts = run(working_days("acct-1", days=8, per_window=12))
+    assert alerts == []
+    account = model.accounts["acct-1"]
+    assert 8 <= account.peaks[PEAK_5M] <= 12
+    assert account.peaks[PEAK_1D] > account.peaks[PEAK_5M]
+    assert account.active_days == 8
+
+
+def test_a_burst_far_above_the_learned_maximum_alerts_against_own_history():
+    burst = window("acct-1", day(8, 3), records=400)
+    _, alerts = run(working_days("acct-1", days=8, per_window=12) + [burst])
+    assert [a.status for a in alerts] == [NEW]
+    alert = alerts[0]
+    assert (alert.actor, alert.observed, alert.detected_at_ms) == ("acct-1", 400, burst.window_end_ms)
+    assert alert.expected.source == OWN_HISTORY
+    assert "400" in alert.explanation
+
+
+def test_learning_is_real_a_heavy_account_is_not_held_to_a_light_accounts_threshold():
+    at = day(8)
+    _, heavy = run(working_days("acct-h", days=8, per_window=60) + [window("acct-h", at, 150)])
+    _, light = run(working_days("acct-l", days=8, per_window=5) + [window("acct-l", at, 150)])
+    assert [a for a in heavy if a.detected_at_ms > at] == []
+    assert len(light) == 1
+
+
+def test_a_brand_new_account_is_scored_from_its_first_window_by_its_role_prior():
+    _, alerts = run([window("acct-new", day(0), 300, actor_type="youth_advisor")])
+    assert len(alerts) == 1
+    assert alerts[0].expected.source == ROLE_PRIOR and alerts[0].expected.own is None
+
+
+def test_a_new_account_leans_on_its_peers_once_they_have_history():
+    peers = []
+    for name in ("p1", "p2", "p3", "p4"):
+        peers += working_days(name, days=8, per_window=4)
+    newcomer = window("acct-new", day(8), 60)
+    _, alerts = run(peers + [newcomer])
+    # 60 in 5 min is under a new advisor's role prior threshold, but far above what its peers do.
+    assert [a.actor for a in alerts] == ["acct-new"]
+    assert alerts[0].expected.source == PEER_GROUP
+
+
+def test_a_modest_first_day_does_not_alert_a_new_account():
+    _, alerts = run([window("acct-new", day(0, 9) + i * WINDOW, 8) for i in range(20)])
+    assert alerts == []
+
+
+def test_reading_at_an_hour_it_never_works_weighs_more():
+    history = working_days("acct-1", days=8, per_window=12)
+    daytime, night = day(8, 10), day(8, 2)
+    _, by_day = run(history + [window("acct-1", daytime, 30)])
+    _, by_night = run(history + [window("acct-1", night, 30)])
+    assert by_day == []
+    assert len(by_night) == 1 and "off_hours" in by_night[0].expected.adjustments
+
+
+def test_reading_records_it_never_opened_before_alerts_once_its_portfolio_is_known():
+    history = working_days("acct-1", days=8, per_window=10)
+    strangers = [window("acct-1", day(8, 9) + i * WINDOW, 10, records_ids=[f"stranger-{i}-{j}" for j in range(10)])
+                 for i in range(12)]
+    familiar = [window("acct-1", day(8, 9) + i * WINDOW, 10) for i in range(12)]
+    _, on_strangers = run(history + strangers)
+    _, on_familiar = run(history + familiar)
+    assert on_familiar == []
+    assert on_strangers and "never opened before" in on_strangers[0].explanation
+
+
+def test_an_organisation_busier_as_a_whole_does_not_alert_on_everybody():
+    names = [f"m{i}" for i in range(6)]
+    history = [w for name in names for w in working_days(name, days=8, per_window=6)]
+    # Day 9: everyone works the whole morning at three times their usual pace.
+    busy = [window(name, day(8, 9) + i * WINDOW, 18) for name in names for i in range(36)]
+    _, quiet_org = run(history + busy)
+    _, alone = run(history + [w for w in busy if w.actor == "m0"])
+    assert quiet_org == []
+    assert alone and {a.actor for a in alone} == {"m0"}
+
+
+def test_windows_that_alert_do_not_teach_the_baseline():
+    model, _ = run(working_days("acct-1", days=8, per_window=12))
+    before = list(model.accounts["acct-1"].peaks)
+    _, alerts = run([window("acct-1", day(8, 2) + i * WINDOW, 500) for i in range(24)], model)
+    assert alerts
+    assert all(after <= b for after, b in zip(model.accounts["acct-1"].peaks, before))
+
+
+def test_the_usual_maximum_grows_at_most_daily_growth_per_day():
+    model, _ = run(working_days("acct-1", days=8, per_window=12))
+    account = model.accounts["acct-1"]
+    start_peak = account.peaks[PEAK_5M] * CONFIG.volume.daily_decay
+    # Under every threshold, hour after hour: never alerts, but must not teach 3x the maximum in one day.
+    _, alerts = run([window("acct-1", day(8, 9) + i * 3 * WINDOW, 20) for i in range(12)], model)
+    assert alerts == []
+    assert account.peaks[PEAK_5M] <= start_peak * CONFIG.volume.daily_growth + 1.0 + 1e-9
+
+
+def test_consecutive_crossings_are_one_incident_that_escalates_with_the_same_id():
+    attack = [window("acct-x", day(0, 2) + i * WINDOW, 400) for i in range(30)]
+    _, alerts = run(attack)
+    assert len({a.alert_id for a in alerts}) == 1
+    assert alerts[0].status == NEW and all(a.status == ESCALATED for a in alerts[1:])
+    severities = [a.severity for a in alerts]
+    assert severities[-1] == "critical" and len(severities) == len(set(severities))
+    assert {a.detected_at_ms for a in alerts} == {attack[0].window_end_ms}
+
+
+def test_a_quiet_gap_longer_than_quiet_minutes_starts_a_new_incident():
+    gap = (CONFIG.incident.quiet_minutes + 5) * MS_PER_MINUTE
+    start = day(0, 2)
+    _, alerts = run([window("acct-x", start, 400), window("acct-x", start + 24 * MS_PER_HOUR + gap, 400)])
+    assert len({a.alert_id for a in alerts}) == 2
+
+
+def test_the_day_after_an_attack_its_rolling_day_does_not_open_a_second_incident():
+    history = working_days("acct-1", days=8, per_window=12)
+    attack = [window("acct-1", day(8, 1) + i * WINDOW, 500) for i in range(12)]
+    next_morning = [window("acct-1", day(8, 9) + i * WINDOW, 5) for i in range(6)]
+    _, alerts = run(history + attack + next_morning)
+    assert len({a.alert_id for a in alerts}) == 1
+
+
+def test_the_creator_is_alerted_when_the_accounts_it_created_read_at_volume():
+    manager = working_days("mgr", days=8, per_window=3, actor_type="account_manager")
+    t = day(8, 1)
+    creation = window("mgr", t, 0, actor_type="account_manager", created=["new-1", "new-2"])
+    reading = [window(child, t + (2 + i) * WINDOW, 30, actor_type="youth_advisor",
+                      records_ids=[f"{child}-{i}-{j}" for j in range(30)])
+               for i in range(12) for child in ("new-1", "new-2")]
+    _, alerts = run(manager + [creation] + reading)
+    on_creator = [a for a in alerts if a.rule == CREATED_ACCOUNT_ACTIVITY]
+    assert on_creator and on_creator[0].actor == "mgr"
+    assert set(on_creator[-1].related_accounts) == {"new-1", "new-2"}
+    assert all("mgr" in a.related_accounts for a in alerts if a.actor in ("new-1", "new-2"))
+
+
+def test_creating_accounts_far_faster_than_usual_alerts():
+    manager = working_days("mgr", days=8, per_window=3, actor_type="account_manager")
+    spree = [window("mgr", day(8, 10) + i * WINDOW, 0, actor_type="account_manager", created=[f"n{i}a", f"n{i}b"])
+             for i in range(6)]
+    _, alerts = run(manager + spree)
+    assert [a.rule for a in alerts if a.status == NEW] == [CREATION_RATE]
+
+
+def test_the_same_windows_in_any_order_give_the_same_alerts():
+    windows = working_days("acct-1", days=6, per_window=12) + working_days("acct-2", days=6, per_window=20)
+    windows += [window("acct-1", day(6, 10) + i * WINDOW, 300) for i in range(6)]
+    shuffled = list(windows)
+    random.Random(3).shuffle(shuffled)
+    assert run(windows)[1] == run(shuffled)[1]
+    assert run(windows)[1]
+
+
+def test_state_round_trips_through_its_row_form():
+    model, _ = run(working_days("acct-1", days=6, per_window=12))
+    restored = GroupModel("org-a", CONFIG, model.state())
+    tail = [window("acct-1", day(6, 10) + i * WINDOW, 300) for i in range(6)]
+    assert restored.run(tail) == model.run(tail)

@@ -1,0 +1,46 @@
+"""Distinct records in bounded memory, a sample independent of arrival order, and portfolios."""
+
+import pickle
+import random
+
+from transforms.record_sketches import EXACT_LIMIT, SAMPLE_SIZE, DistinctRecords, Portfolio
+
+
+def fill(records):
+    distinct = DistinctRecords()
+    for record in records:
+        distinct.add(record)
+    return distinct
+
+
+def test_small_sets_are_counted_exactly():
+    assert fill(["a", "b", "a", "c"]).estimate() == 3
+
+
+def test_a_million_records_are_estimated_within_five_percent_in_a_few_kilobytes():
+    distinct = fill(f"rec-{i}" for i in range(1_000_000))
+    assert abs(distinct.estimate() - 1_000_000) < 50_000
+    assert len(pickle.dumps(distinct)) < 8_192
+
+
+def test_merging_bundles_matches_one_pass_and_the_sample_ignores_order():
+    records = [f"rec-{i}" for i in range(3 * EXACT_LIMIT)] * 2
+    shuffled = list(records)
+    random.Random(5).shuffle(shuffled)
+    left, right = fill(shuffled[: len(shuffled) // 3]), fill(shuffled[len(shuffled) // 3:])
+    left.merge(pickle.loads(pickle.dumps(right)))
+    whole = fill(records)
+    assert abs(left.estimate() - whole.estimate()) <= 0.03 * whole.estimate()
+    assert left.sample_ids() == whole.sample_ids()
+    assert len(whole.sample_ids()) == SAMPLE_SIZE
+
+
+def test_a_portfolio_knows_what_it_saw_and_mostly_not_what_it_did_not():
+    portfolio = Portfolio()
+    for i in range(300):
+        portfolio.add(f"mine-{i}")
+    restored = Portfolio(portfolio.to_bytes())
+    assert all(f"mine-{i}" in restored for i in range(300))
+    strangers = [f"other-{i}" for i in range(1000)]
+    assert restored.novel_fraction(strangers) > 0.98
+    assert restored.novel_fraction([f"mine-{i}" for i in range(50)]) == 0.0

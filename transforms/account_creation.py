@@ -1,0 +1,60 @@
+"""Where account-creation alerts are decided: creating too fast, and what the created accounts do.
+
+In the Missions Locales incident the stolen account's power was to create
+accounts: it made two, and those did the reading. So accounts created by X
+count against X: when they read at volume, X is alerted, naming them.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from schemas.baseline import PEAK_CREATIONS_1D
+from transforms.baselines import expectation
+from transforms.consultation_volume import Finding, worst
+from transforms.detection_config import DetectionConfig
+
+CREATION_RATE = "account_creation_rate"
+CREATED_ACCOUNT_ACTIVITY = "created_account_activity"
+
+
+def assess_creation_rate(context, created_1h: int, created_1d: int) -> Optional[Finding]:
+    """Accounts created in the last hour and day against the creator's usual maximum per day."""
+    if not created_1h and not created_1d:
+        return None
+    config: DetectionConfig = context.config
+    creation = config.creation
+    prior = config.role_prior(context.model.actor_type).creations_1d
+    findings = []
+    for measure, span, observed, floor in (
+        ("accounts_created_1h", 60, created_1h, creation.floor_1h),
+        ("accounts_created_1d", 1440, created_1d, creation.floor_1d),
+    ):
+        expected = expectation(
+            context.model, PEAK_CREATIONS_1D, prior, None, unit="accounts created per 24 h",
+            floor=floor, multiplier=creation.multiplier, factor=context.factor,
+            adjustments=context.adjustments, trust_days=config.volume.trust_days,
+        )
+        findings.append(Finding(CREATION_RATE, measure, span, observed, round(observed / expected.threshold, 2), expected))
+    return worst(findings)
+
+
+def assess_created_accounts(context, child_records_1h: int) -> Optional[Finding]:
+    """Records read in the last hour by the accounts this creator made, against a fixed floor.
+
+    Created accounts have no history, so there is nothing of theirs to learn:
+    the floor is what a handful of new colleagues plausibly read in an hour.
+    The creator's own working hours say nothing about its new colleagues', so
+    only the organisation's collective lift applies.
+    """
+    config: DetectionConfig = context.config
+    floor = config.creation.child_floor_1h
+    lift = [a for a in context.adjustments if a.startswith("org_busy")]
+    factor = context.factor * (config.volume.off_hours_divisor if "off_hours" in context.adjustments else 1.0)
+    expected = expectation(
+        context.model, PEAK_CREATIONS_1D, 0.0, None, unit="records per 1 h, read by accounts it created",
+        floor=floor, multiplier=0.0, factor=factor, adjustments=lift, trust_days=0,
+    )
+    expected = expected._replace(value=floor, own=None, role=None, source="fixed_floor")
+    return worst([Finding(CREATED_ACCOUNT_ACTIVITY, "child_records_1h", 60, child_records_1h,
+                          round(child_records_1h / expected.threshold, 2), expected)])

@@ -1,0 +1,146 @@
+"""One account's working memory while its organisation's windows are replayed.
+
+A mutable mirror of `schemas.baseline.AccountState`: the detector loads it once
+per flush, updates it window by window, and writes it back as a Row. Rolling
+sums over the last hour and day are kept incrementally, so scoring a window
+costs the same whether an account was idle or read all day.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from typing import Deque, Dict, List, Optional
+
+from schemas.baseline import PEAK_SLOTS, AccountBaseline, AccountState, OpenIncident, WindowPoint
+from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
+from transforms.record_sketches import Portfolio
+
+# WindowPoint fields summed over rolling spans.
+RECORDS, NOVEL, CREATIONS, CHILD_RECORDS = range(4)
+
+
+class AccountModel:
+    __slots__ = (
+        "actor", "group", "actor_type", "active_days", "current_day", "last_window_end_ms", "peaks",
+        "day_start_peaks", "hours_seen", "portfolio", "created_by", "created_at_ms", "recent", "day_sums",
+        "children", "incidents",
+    )
+
+    def __init__(self, actor: str, group: str, actor_type: Optional[str]):
+        self.actor = actor
+        self.group = group
+        self.actor_type = actor_type
+        self.active_days = 0
+        self.current_day = -1
+        self.last_window_end_ms = 0
+        self.peaks: List[float] = [0.0] * len(PEAK_SLOTS)
+        self.day_start_peaks: List[float] = [0.0] * len(PEAK_SLOTS)
+        self.hours_seen = 0
+        self.portfolio = Portfolio()
+        self.created_by: Optional[str] = None
+        self.created_at_ms = 0
+        self.recent: Deque[WindowPoint] = deque()  # ordered by start_ms, the last day only
+        self.day_sums = [0, 0, 0, 0]  # sums of `recent`, per WindowPoint measure
+        self.children: List[str] = []
+        self.incidents: Dict[str, OpenIncident] = {}
+
+    # -- Row conversion -------------------------------------------------------------------------
+
+    @classmethod
+    def from_baseline(cls, baseline: AccountBaseline) -> "AccountModel":
+        model = cls(baseline.actor, baseline.group, baseline.actor_type)
+        model.active_days = baseline.active_days
+        model.current_day = baseline.current_day
+        model.last_window_end_ms = baseline.last_window_end_ms
+        model.peaks = list(baseline.peaks)
+        model.day_start_peaks = list(baseline.day_start_peaks)
+        model.hours_seen = baseline.hours_seen
+        model.portfolio = Portfolio(baseline.portfolio)
+        model.created_by = baseline.created_by
+        model.created_at_ms = baseline.created_at_ms
+        return model
+
+    @classmethod
+    def from_state(cls, state: AccountState) -> "AccountModel":
+        model = cls.from_baseline(state.baseline)
+        for point in state.recent:
+            model._append(point)
+        model.children = list(state.children)
+        model.incidents = {incident.rule: incident for incident in state.incidents}
+        return model
+
+    def baseline(self) -> AccountBaseline:
+        return AccountBaseline(
+            actor=self.actor,
+            group=self.group,
+            actor_type=self.actor_type,
+            active_days=self.active_days,
+            current_day=self.current_day,
+            last_window_end_ms=self.last_window_end_ms,
+            peaks=[round(p, 4) for p in self.peaks],
+            day_start_peaks=[round(p, 4) for p in self.day_start_peaks],
+            hours_seen=self.hours_seen,
+            portfolio=self.portfolio.to_bytes(),
+            created_by=self.created_by,
+            created_at_ms=self.created_at_ms,
+        )
+
+    def to_state(self) -> AccountState:
+        return AccountState(
+            baseline=self.baseline(),
+            recent=list(self.recent),
+            children=list(self.children),
+            incidents=[self.incidents[rule] for rule in sorted(self.incidents)],
+        )
+
+    # -- history --------------------------------------------------------------------------------
+
+    @property
+    def history_days(self) -> int:
+        """Completed active days: the day being scored is not history yet."""
+        return max(0, self.active_days - 1)
+
+    def trust(self, trust_days: int) -> float:
+        return 1.0 if trust_days <= 0 else min(1.0, self.history_days / trust_days)
+
+    # -- rolling sums ---------------------------------------------------------------------------
+
+    def _append(self, point: WindowPoint) -> None:
+        recent = self.recent
+        if recent and point.start_ms < recent[-1].start_ms:
+            # A late window: keep the order the rolling sums rely on.
+            points = list(recent)
+            bisect.insort(points, point, key=lambda p: p.start_ms)
+            self.recent = deque(points)
+        else:
+            recent.append(point)
+        for measure in range(4):
+            self.day_sums[measure] += point[1 + measure]
+
+    def add_point(self, point: WindowPoint, window_end_ms: int) -> None:
+        self._append(point)
+        self.forget_before(window_end_ms - MS_PER_DAY)
+
+    def forget_before(self, start_ms: int) -> None:
+        recent = self.recent
+        while recent and recent[0].start_ms < start_ms:
+            old = recent.popleft()
+            for measure in range(4):
+                self.day_sums[measure] -= old[1 + measure]
+
+    def hour_sum(self, measure: int, window_end_ms: int) -> int:
+        since = window_end_ms - MS_PER_HOUR
+        total = 0
+        for point in reversed(self.recent):
+            if point.start_ms < since:
+                break
+            if point.start_ms < window_end_ms:
+                total += point[1 + measure]
+        return total
+
+    def day_sum(self, measure: int) -> int:
+        return self.day_sums[measure]
+
+    def active_within(self, window_end_ms: int, span_ms: int) -> bool:
+        return bool(self.recent) and self.recent[-1].start_ms >= window_end_ms - span_ms

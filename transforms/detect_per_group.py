@@ -1,0 +1,143 @@
+"""Detection in event-time order, per organisation, as a stateful DoFn.
+
+Windows are buffered and replayed in event-time order when the watermark
+passes them, so the same events give the same alerts whether they arrive
+sorted, shuffled, in one batch or as a stream.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.coders import VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from schemas.activity import AccountActivity
+from schemas.alert import Alert
+from schemas.baseline import AccountBaseline, GroupState
+from transforms.detection_config import DetectionConfig
+from transforms.group_model import GroupModel, group_key
+from transforms.read_events import METRICS_NAMESPACE
+
+BASELINES_TAG = "baselines"
+
+
+class DetectPerGroupFn(beam.DoFn):
+    """Keyed by organisation. Buffers windows until the watermark passes them, then scores them in order.
+
+    The flush timer always points at the latest window end seen: in a stream it
+    fires as each window closes; in a batch it fires once, after all input,
+    and the whole history is replayed sorted — one pass, not one per window.
+    """
+
+    PENDING = BagStateSpec("pending", beam.coders.registry.get_coder(AccountActivity))
+    STATE = ReadModifyWriteStateSpec("state", beam.coders.registry.get_coder(GroupState))
+    HORIZON = ReadModifyWriteStateSpec("horizon", VarIntCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+
+    def __init__(self, config: DetectionConfig, emit_baselines: bool = False):
+        self._config = config
+        self._emit_baselines = emit_baselines
+
+    def setup(self):
+        self._windows_scored = Metrics.counter(METRICS_NAMESPACE, "windows_scored")
+        self._late_windows = Metrics.counter(METRICS_NAMESPACE, "late_windows")
+        self._duplicates = Metrics.counter(METRICS_NAMESPACE, "events_duplicate")
+        self._accounts = Metrics.counter(METRICS_NAMESPACE, "accounts_tracked")
+        self._alert_counters: Dict[str, object] = {}
+
+    def process(
+        self,
+        element,
+        baselines,
+        pending=beam.DoFn.StateParam(PENDING),
+        horizon=beam.DoFn.StateParam(HORIZON),
+        state=beam.DoFn.StateParam(STATE),
+        flush=beam.DoFn.TimerParam(FLUSH),
+    ):
+        key, activity = element
+        seen = horizon.read()
+        if seen is None and key in baselines:
+            # First sight of this organisation: start from what `guetteur train` learned.
+            # (Here, not in the timer: timer callbacks get no side inputs.)
+            state.write(GroupModel(key, self._config, baselines=baselines[key]).state())
+        pending.add(activity)
+        latest = max(seen or 0, activity.window_end_ms)
+        horizon.write(latest)
+        flush.set(Timestamp(micros=latest * 1000))
+
+    @on_timer(FLUSH)
+    def flush(
+        self,
+        key=beam.DoFn.KeyParam,
+        pending=beam.DoFn.StateParam(PENDING),
+        state=beam.DoFn.StateParam(STATE),
+    ):
+        activities = list(pending.read())
+        pending.clear()
+        stored: Optional[GroupState] = state.read()
+        known = 0 if stored is None else len(stored.accounts)
+        model = GroupModel(key, self._config, stored)
+        for activity in sorted(activities, key=lambda a: (a.window_start_ms, a.late, a.actor)):
+            self._windows_scored.inc()
+            if activity.late:
+                self._late_windows.inc()
+            if activity.duplicates:
+                self._duplicates.inc(activity.duplicates)
+            for alert in model.step(activity):
+                self._count_alert(alert)
+                yield alert
+        self._accounts.inc(len(model.accounts) - known)
+        state.write(model.state())
+        if self._emit_baselines:
+            for baseline in model.baselines():
+                yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
+
+    def _count_alert(self, alert: Alert) -> None:
+        name = f"alerts_{alert.rule}_{alert.severity}"
+        counter = self._alert_counters.get(name)
+        if counter is None:
+            counter = self._alert_counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
+        counter.inc()
+
+
+class DetectPerGroup(beam.PTransform):
+    """AccountActivity -> Alert records (and, with emit_baselines, the final AccountBaselines).
+
+    `initial_baselines`, a PCollection of AccountBaseline, seeds accounts seen
+    for the first time (from `guetteur train`); they keep learning from there.
+    """
+
+    def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False):
+        super().__init__()
+        self._config = config
+        self._initial = initial_baselines
+        self._emit_baselines = emit_baselines
+
+    def expand(self, activities):
+        keyed = activities | "KeyByGroup" >> beam.Map(lambda kv: (group_key(kv[1]), kv[1])).with_output_types(
+            beam.typehints.KV[str, AccountActivity]
+        )
+        if self._initial is not None:
+            by_group = (
+                self._initial
+                | "KeyBaselines" >> beam.Map(lambda b: (b.group, b))
+                | "GroupBaselines" >> beam.GroupByKey()
+                | "ListBaselines" >> beam.MapTuple(lambda group, rows: (group, sorted(rows)))
+            )
+            side = beam.pvalue.AsDict(by_group)
+        else:
+            side = beam.pvalue.AsDict(activities.pipeline | "NoBaselines" >> beam.Create([]))
+        results = keyed | "ScoreInOrder" >> beam.ParDo(
+            DetectPerGroupFn(self._config, self._emit_baselines), side
+        ).with_outputs(BASELINES_TAG, main="alerts")
+        results.alerts.element_type = Alert
+        results[BASELINES_TAG].element_type = AccountBaseline
+        if self._emit_baselines:
+            return results.alerts, results[BASELINES_TAG]
+        return results.alerts

@@ -1,0 +1,184 @@
+"""The detector's state machine for one organisation: windows in, in event-time order; alerts out.
+
+An organisation is the unit because that is where the context lives: an
+account's peers, whether everyone is busier today, and the accounts its
+account managers create. Each window of one of its accounts is
+1. placed in the account's rolling memory (and, for a created account, its creator's),
+2. scored by every rule against expectations blended from own history, peers and role,
+   adjusted for the hour (never worked at) and the organisation (collectively busier),
+3. folded into that account's open incidents, which emit an alert when they open or escalate,
+4. learned from — unless it alerted.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from schemas.activity import AccountActivity
+from schemas.alert import Alert
+from schemas.baseline import AccountBaseline, GroupState, WindowPoint
+from schemas.timestamps import MS_PER_DAY
+from transforms.account_creation import (
+    CREATED_ACCOUNT_ACTIVITY,
+    CREATION_RATE,
+    assess_created_accounts,
+    assess_creation_rate,
+)
+from transforms.account_model import CHILD_RECORDS, CREATIONS, NOVEL, RECORDS, AccountModel
+from transforms.baselines import age_to_day, learn
+from transforms.consultation_volume import RULE as CONSULTATION_VOLUME
+from transforms.consultation_volume import assess_consultation
+from transforms.detection_config import DetectionConfig
+from transforms.incidents import Subject, track_incident
+from transforms.peer_groups import PeerGroup
+
+MAX_CHILDREN = 200  # accounts remembered per creator: enough for any real account manager's month
+
+
+def group_key(activity: AccountActivity) -> str:
+    """Accounts are judged with their organisation; one without is judged alone."""
+    return activity.org if activity.org else f"~{activity.actor}"
+
+
+class ScoringContext:
+    """One account at one window end: what the rules need to know beyond the numbers."""
+
+    __slots__ = ("config", "model", "peers", "window_end_ms", "factor", "adjustments")
+
+    def __init__(self, config: DetectionConfig, model: AccountModel, peers: PeerGroup,
+                 window_start_ms: int, window_end_ms: int):
+        self.config = config
+        self.model = model
+        self.peers = peers
+        self.window_end_ms = window_end_ms
+        adjustments = []
+        factor = 1.0
+        if peers.off_hours(model, window_start_ms, window_end_ms):
+            factor /= config.volume.off_hours_divisor
+            adjustments.append("off_hours")
+        lift = peers.org_lift(window_end_ms)
+        if lift > 1.0:
+            factor *= lift
+            adjustments.append(f"org_busy_x{lift:.1f}")
+        self.factor = factor
+        self.adjustments = adjustments
+
+    def peer_peak(self, slot: int) -> Optional[float]:
+        return self.peers.peer_peak(self.model, slot, self.window_end_ms)
+
+
+class GroupModel:
+    def __init__(self, group: str, config: DetectionConfig, state: Optional[GroupState] = None,
+                 baselines: Iterable[AccountBaseline] = ()):
+        self.group = group
+        self.config = config
+        self.accounts: Dict[str, AccountModel] = {}
+        for baseline in baselines:
+            self.accounts[baseline.actor] = AccountModel.from_baseline(baseline)
+        if state is not None:
+            for account in state.accounts:
+                self.accounts[account.baseline.actor] = AccountModel.from_state(account)
+        self.peers = PeerGroup(self.accounts, config)
+        self.latest_end_ms = max((m.last_window_end_ms for m in self.accounts.values()), default=0)
+
+    def _account(self, actor: str, actor_type: Optional[str]) -> AccountModel:
+        model = self.accounts.get(actor)
+        if model is None:
+            model = self.accounts[actor] = AccountModel(actor, self.group, actor_type)
+        elif model.actor_type is None and actor_type:
+            model.actor_type = actor_type
+        return model
+
+    def _track(self, model: AccountModel, rule: str, subject: Subject, window, amount: int, finding,
+               related: Sequence[str], alerts: List[Alert]) -> None:
+        incident, alert = track_incident(model.incidents.get(rule), rule, subject, window, amount, finding,
+                                         related, self.config.incident)
+        if incident is None:
+            model.incidents.pop(rule, None)
+        else:
+            model.incidents[rule] = incident
+        if alert is not None:
+            alerts.append(alert)
+
+    def step(self, activity: AccountActivity) -> List[Alert]:
+        config = self.config
+        model = self._account(activity.actor, activity.actor_type)
+        start, end = activity.window_start_ms, activity.window_end_ms
+        # A window at or before what was already scored is a late pane: it is
+        # scored (a late burst still alerts) but teaches nothing.
+        late = activity.late or end <= model.last_window_end_ms
+        if not late:
+            age_to_day(model, end, config)
+        self.latest_end_ms = max(self.latest_end_ms, end)
+
+        novelty_applies = model.history_days >= config.novelty.min_history_days
+        novel = 0
+        if novelty_applies and activity.distinct_records:
+            novel = round(model.portfolio.novel_fraction(list(activity.record_sample)) * activity.distinct_records)
+        model.add_point(WindowPoint(start, activity.records_touched, novel, activity.creations, 0), end)
+        for target in activity.created:
+            child = self._account(target, None)
+            if child.created_by is None:
+                child.created_by, child.created_at_ms = activity.actor, start
+            if target not in model.children:
+                model.children = (model.children + [target])[-MAX_CHILDREN:]
+
+        alerts: List[Alert] = []
+        context = ScoringContext(config, model, self.peers, start, end)
+        subject = Subject(activity.actor, activity.org, model.actor_type)
+        volumes = {"5m": activity.records_touched, "1h": model.hour_sum(RECORDS, end), "1d": model.day_sum(RECORDS)}
+        novel_1h = model.hour_sum(NOVEL, end) if novelty_applies else None
+        consultation = assess_consultation(context, volumes, novel_1h)
+        creator_link = [model.created_by] if model.created_by else []
+        self._track(model, CONSULTATION_VOLUME, subject, (start, end), activity.records_touched, consultation,
+                    creator_link, alerts)
+        creation = assess_creation_rate(context, model.hour_sum(CREATIONS, end), model.day_sum(CREATIONS))
+        self._track(model, CREATION_RATE, subject, (start, end), activity.creations, creation,
+                    list(activity.created), alerts)
+        self._attribute_to_creator(model, activity, alerts)
+
+        if not late:
+            model.last_window_end_ms = end
+            if consultation is None and creation is None:
+                learn(model, start, volumes, novel_1h, model.day_sum(CREATIONS), activity.record_sample, config)
+        return alerts
+
+    def _attribute_to_creator(self, model: AccountModel, activity: AccountActivity, alerts: List[Alert]) -> None:
+        """What a created account reads counts against the account that created it."""
+        config = self.config
+        start, end = activity.window_start_ms, activity.window_end_ms
+        if not model.created_by or not activity.records_touched:
+            return
+        if start - model.created_at_ms > config.creation.child_days * MS_PER_DAY:
+            return
+        creator = self.accounts.get(model.created_by)
+        if creator is None:
+            return
+        creator.add_point(WindowPoint(start, 0, 0, 0, activity.records_touched), end)
+        context = ScoringContext(config, creator, self.peers, start, end)
+        finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end))
+        subject = Subject(creator.actor, activity.org, creator.actor_type)
+        active_children = [model.actor] if finding is None else [
+            child for child in creator.children
+            if child in self.accounts and self.accounts[child].active_within(end, 3_600_000)
+        ]
+        self._track(creator, CREATED_ACCOUNT_ACTIVITY, subject, (start, end), activity.records_touched, finding,
+                    active_children, alerts)
+
+    def run(self, activities: Iterable[AccountActivity]) -> List[Alert]:
+        """All alerts for a batch of windows, replayed in event-time order."""
+        alerts: List[Alert] = []
+        for activity in sorted(activities, key=lambda a: (a.window_start_ms, a.late, a.actor)):
+            alerts.extend(self.step(activity))
+        return alerts
+
+    def state(self) -> GroupState:
+        """The state to keep, without incidents that can no longer grow (nor be reached by a day-long sum)."""
+        quiet_ms = max(self.config.incident.quiet_minutes * 60_000, MS_PER_DAY)
+        for model in self.accounts.values():
+            for rule in [r for r, i in model.incidents.items() if self.latest_end_ms - i.last_crossing_end_ms > quiet_ms]:
+                del model.incidents[rule]
+        return GroupState(accounts=[self.accounts[actor].to_state() for actor in sorted(self.accounts)])
+
+    def baselines(self) -> List[AccountBaseline]:
+        return [self.accounts[actor].baseline() for actor in sorted(self.accounts)]

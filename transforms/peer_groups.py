@@ -1,0 +1,100 @@
+"""What an account's organisation tells about it: its peers' usual levels, their hours,
+and whether the whole organisation is busier right now.
+
+Peers are the accounts of the same organisation and role that have history of
+their own. They stand in for a new account's missing history, and a day on
+which most of an organisation works harder (a campaign, a deadline, the start
+of a month) raises everybody's thresholds instead of alerting on everybody.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Dict, Optional, Tuple
+
+from schemas.baseline import PEAK_1H
+from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
+from transforms.account_model import RECORDS, AccountModel
+from transforms.baselines import hour_slot
+from transforms.detection_config import DetectionConfig
+
+# Weekdays 06:00-19:59 UTC: the working week assumed for an account nobody can vouch for.
+DEFAULT_WORKING_HOURS = sum(1 << hour for hour in range(6, 20))
+
+
+def is_off_hours(hours_seen: int, slot: int) -> bool:
+    """True when neither this slot nor the hours either side of it were ever worked.
+
+    The neighbours absorb daylight-saving shifts and the odd early start.
+    """
+    day_class, hour = divmod(slot, 24)
+    for neighbour in (hour - 1, hour, hour + 1):
+        if 0 <= neighbour < 24 and hours_seen >> (day_class * 24 + neighbour) & 1:
+            return False
+    return True
+
+
+class PeerGroup:
+    """The accounts of one organisation, with per-day and per-window caches of what they say."""
+
+    def __init__(self, accounts: Dict[str, AccountModel], config: DetectionConfig):
+        self.accounts = accounts
+        self.config = config
+        self._day = -1
+        self._peaks: Dict[Tuple[Optional[str], int], Optional[float]] = {}
+        self._hours: Dict[Optional[str], int] = {}
+        self._lift_at: Tuple[int, float] = (-1, 1.0)
+
+    def _new_day(self, window_end_ms: int) -> None:
+        day = (window_end_ms - 1) // MS_PER_DAY
+        if day != self._day:
+            self._day = day
+            self._peaks.clear()
+            self._hours.clear()
+
+    def _trusted(self, actor_type: Optional[str]):
+        trust_days = self.config.volume.trust_days
+        return [m for m in self.accounts.values() if m.actor_type == actor_type and m.history_days >= trust_days]
+
+    def peer_peak(self, model: AccountModel, slot: int, window_end_ms: int) -> Optional[float]:
+        """Median usual maximum of its peers for one measure, or None with too few peers."""
+        self._new_day(window_end_ms)
+        key = (model.actor_type, slot)
+        if key not in self._peaks:
+            peaks = [m.peaks[slot] for m in self._trusted(model.actor_type)]
+            self._peaks[key] = statistics.median(peaks) if len(peaks) >= self.config.volume.min_peers else None
+        return self._peaks[key]
+
+    def working_hours(self, model: AccountModel, window_end_ms: int) -> int:
+        """The hours this account is known to work: its own once trusted, else its peers' or a default."""
+        if model.history_days >= self.config.volume.trust_days:
+            return model.hours_seen
+        self._new_day(window_end_ms)
+        if model.actor_type not in self._hours:
+            peers = self._trusted(model.actor_type)
+            mask = 0
+            for peer in peers:
+                mask |= peer.hours_seen
+            self._hours[model.actor_type] = mask if len(peers) >= self.config.volume.min_peers else DEFAULT_WORKING_HOURS
+        return self._hours[model.actor_type] | model.hours_seen
+
+    def off_hours(self, model: AccountModel, window_start_ms: int, window_end_ms: int) -> bool:
+        return is_off_hours(self.working_hours(model, window_end_ms), hour_slot(window_start_ms))
+
+    def org_lift(self, window_end_ms: int) -> float:
+        """How much busier than usual most of the organisation is over the last hour (>= 1)."""
+        if self._lift_at[0] == window_end_ms:
+            return self._lift_at[1]
+        volume = self.config.volume
+        ratios = []
+        for model in self.accounts.values():
+            if model.history_days < volume.trust_days or not model.active_within(window_end_ms, MS_PER_HOUR):
+                continue
+            usual = max(model.peaks[PEAK_1H], self.config.role_prior(model.actor_type).records_1h / 4)
+            ratios.append(model.hour_sum(RECORDS, window_end_ms) / usual)
+        # One account's surge must not lift its own threshold: it takes most of the organisation.
+        lift = 1.0
+        if len(ratios) >= max(4, volume.min_peers):
+            lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios)))
+        self._lift_at = (window_end_ms, lift)
+        return lift

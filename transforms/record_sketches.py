@@ -1,0 +1,127 @@
+"""Bounded-memory summaries of which records an account read.
+
+- `DistinctRecords`: distinct records in a window — exact while small, a
+  HyperLogLog (Apache DataSketches) once large, so an account reading millions
+  costs a few kilobytes; plus a bottom-k sample of record ids, the same
+  whatever order events arrive in.
+- `Portfolio`: a Bloom filter of the records an account usually works on, to
+  count how many of a window's records it never consulted before.
+
+Hashes are stable across processes (CRC-32, BLAKE2b), never Python's `hash()`,
+which is salted per process and would break restored state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Iterable, List, Optional
+
+import datasketches
+
+SAMPLE_SIZE = 64
+EXACT_LIMIT = 256
+_HLL_LG_K = 12  # ~1.6 % standard error, at most 4 KiB
+
+
+def record_hash(record: str) -> int:
+    return zlib.crc32(record.encode("utf-8"))
+
+
+class DistinctRecords:
+    __slots__ = ("exact", "hll", "sample")
+
+    def __init__(self):
+        self.exact: Optional[set] = set()
+        self.hll = None
+        self.sample: dict = {}  # record -> hash, the smallest hashes seen
+
+    def add(self, record: str) -> None:
+        if self.exact is not None:
+            if record in self.exact:
+                return
+            self.exact.add(record)
+            if len(self.exact) > EXACT_LIMIT:
+                self._promote()
+        else:
+            self.hll.update(record)
+        self._offer(record)
+
+    def _offer(self, record: str) -> None:
+        sample = self.sample
+        if record not in sample:
+            sample[record] = record_hash(record)
+            if len(sample) > 2 * SAMPLE_SIZE:
+                self.sample = dict(sorted(sample.items(), key=lambda kv: (kv[1], kv[0]))[:SAMPLE_SIZE])
+
+    def _promote(self) -> None:
+        self.hll = datasketches.hll_sketch(_HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
+        for record in self.exact:
+            self.hll.update(record)
+        self.exact = None
+
+    def merge(self, other: "DistinctRecords") -> None:
+        if other.exact is not None:
+            for record in other.exact:
+                self.add(record)
+            return
+        if self.exact is not None:
+            self._promote()
+        union = datasketches.hll_union(_HLL_LG_K)
+        union.update(self.hll)
+        union.update(other.hll)
+        self.hll = union.get_result(datasketches.tgt_hll_type.HLL_8)
+        for record in other.sample:
+            self._offer(record)
+
+    def estimate(self) -> int:
+        if self.exact is not None:
+            return len(self.exact)
+        return int(round(self.hll.get_estimate()))
+
+    def sample_ids(self) -> List[str]:
+        return [r for r, _ in sorted(self.sample.items(), key=lambda kv: (kv[1], kv[0]))[:SAMPLE_SIZE]]
+
+    # Accumulators cross the shuffle: the sketch travels as its compact bytes.
+    def __getstate__(self):
+        return (self.exact, None if self.hll is None else self.hll.serialize_compact(), self.sample)
+
+    def __setstate__(self, state):
+        self.exact, hll_bytes, self.sample = state
+        self.hll = None if hll_bytes is None else datasketches.hll_sketch.deserialize(hll_bytes)
+
+
+class Portfolio:
+    """A Bloom filter over the records an account has worked on (8 Kib, 4 hashes)."""
+
+    BITS = 8192
+    HASHES = 4
+
+    __slots__ = ("bits",)
+
+    def __init__(self, data: bytes = b""):
+        self.bits = int.from_bytes(data, "little")
+
+    @classmethod
+    def _positions(cls, record: str) -> Iterable[int]:
+        digest = hashlib.blake2b(record.encode("utf-8"), digest_size=8).digest()
+        first = int.from_bytes(digest[:4], "little")
+        step = int.from_bytes(digest[4:], "little") | 1
+        return [(first + i * step) % cls.BITS for i in range(cls.HASHES)]
+
+    def __contains__(self, record: str) -> bool:
+        bits = self.bits
+        return all(bits >> position & 1 for position in self._positions(record))
+
+    def add(self, record: str) -> None:
+        for position in self._positions(record):
+            self.bits |= 1 << position
+
+    def to_bytes(self) -> bytes:
+        return self.bits.to_bytes(self.BITS // 8, "little") if self.bits else b""
+
+    def novel_fraction(self, sample: List[str]) -> float:
+        """The share of a window's sampled records this account never worked on before."""
+        if not sample:
+            return 0.0
+        return sum(1 for record in sample if record not in self) / len(sample)
