@@ -48,6 +48,15 @@ def _parser() -> _Parser:
     detect.add_argument("--runner", default="local", help="local (default), FlinkRunner, PrismRunner, DataflowRunner, ...")
     detect.add_argument("--config", help="TOML file of detector settings (see deploy/detection.toml)")
     detect.add_argument("--field-mapping", help="JSON file mapping ECS paths to contract fields")
+    detect.add_argument("--baselines", help="Parquet baselines written by `guetteur train`: start from them")
+
+    train = commands.add_parser("train", help="learn baselines from history in batch (Parquet)")
+    train.add_argument("--input", required=True, help="history: a path or glob of JSON Lines events, plain or .gz")
+    train.add_argument("--output", required=True, help="the Parquet file of baselines to write")
+    train.add_argument("--runner", default="local", help="local (default), FlinkRunner, PrismRunner, DataflowRunner, ...")
+    train.add_argument("--config", help="TOML file of detector settings (see deploy/detection.toml)")
+    train.add_argument("--field-mapping", help="JSON file mapping ECS paths to contract fields")
+    train.add_argument("--baselines", help="earlier baselines to continue learning from")
 
     simulate = commands.add_parser("simulate", help="write realistic partner traffic with labelled incidents")
     simulate.add_argument("--output", required=True, help="directory for events.jsonl and labels.json")
@@ -133,6 +142,7 @@ def run_detect(args, beam_args: List[str]) -> int:
         f"--output={args.output}",
         *([f"--detection_config={args.config}"] if args.config else []),
         *([f"--field_mapping={args.field_mapping}"] if args.field_mapping else []),
+        *([f"--baselines={args.baselines}"] if args.baselines else []),
         *beam_args,
     ]
     options = GuetteurOptions(flags)
@@ -156,6 +166,53 @@ def run_detect(args, beam_args: List[str]) -> int:
         f"guetteur detect: {totals.get('lines_read', 0):,} lines, {totals.get('events_accepted', 0):,} events, "
         f"{totals.get('dead_lettered', 0):,} dead letters, {alerts:,} alert records in {elapsed:.1f} s "
         f"-> {os.path.join(args.output, 'alerts.jsonl')}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _check_baselines(path: Optional[str]) -> None:
+    if path and not os.path.isfile(path):
+        raise UsageError(f"cannot read baselines {path!r}: no such file")
+
+
+def run_train(args, beam_args: List[str]) -> int:
+    import apache_beam as beam
+
+    from pipelines.detect import build_training_pipeline
+    from pipelines.options import GuetteurOptions, resolve_runner
+
+    _check_input(args.input)
+    _check_output_dir(os.path.dirname(os.path.abspath(args.output)))
+    _load_settings(args)
+    _check_baselines(args.baselines)
+    flags = [
+        f"--runner={resolve_runner(args.runner)}",
+        f"--input={args.input}",
+        f"--output={args.output}",
+        *([f"--detection_config={args.config}"] if args.config else []),
+        *([f"--field_mapping={args.field_mapping}"] if args.field_mapping else []),
+        *([f"--baselines={args.baselines}"] if args.baselines else []),
+        *beam_args,
+    ]
+    options = GuetteurOptions(flags)
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=options)
+    build_training_pipeline(pipeline, options)
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    except Exception as err:
+        if args.verbose:
+            raise
+        reason = str(err).strip().splitlines()
+        print(f"guetteur train: the pipeline failed: {reason[-1] if reason else type(err).__name__} "
+              "(run with -v for details)", file=sys.stderr)
+        return EXIT_FAILED
+    totals = _counter_totals(result)
+    print(
+        f"guetteur train: {totals.get('events_accepted', 0):,} events, {totals.get('accounts_tracked', 0):,} accounts "
+        f"learned in {time.monotonic() - started:.1f} s -> {args.output}",
         file=sys.stderr,
     )
     return 0
@@ -217,11 +274,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args, extra = _parser().parse_known_args(argv)
-        if args.command != "detect" and extra:
+        if args.command not in ("detect", "train") and extra:
             raise UsageError(f"guetteur {args.command}: unrecognized arguments: {' '.join(extra)}")
         _configure_logging(args.verbose)
         if args.command == "detect":
+            _check_baselines(args.baselines)
             return run_detect(args, extra)
+        if args.command == "train":
+            return run_train(args, extra)
         if args.command == "simulate":
             return run_simulate(args)
         if args.command == "evaluate":

@@ -6,12 +6,14 @@ PCollections so a test can assert on them without touching files.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from typing import NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from pipelines.options import GuetteurOptions
+from schemas.baseline import BASELINE_ARROW_SCHEMA, AccountBaseline, baseline_from_record, baseline_to_record
 from transforms.detection import DetectAnomalies
 from transforms.detection_config import DetectionConfig, load_detection_config
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping
@@ -23,6 +25,16 @@ class DetectionOutputs(NamedTuple):
     events: PCollection
     dead_letters: PCollection
     alerts: PCollection
+    baselines: Optional[PCollection]  # the learned state at the end, when asked for (guetteur train)
+
+
+def read_baselines(pipeline: beam.Pipeline, path: str) -> PCollection:
+    """AccountBaselines saved by `guetteur train` (Parquet)."""
+    return (
+        pipeline
+        | "ReadBaselines" >> beam.io.ReadFromParquet(path)
+        | "ToBaselines" >> beam.Map(baseline_from_record).with_output_types(AccountBaseline)
+    )
 
 
 def build_detection(
@@ -30,16 +42,46 @@ def build_detection(
     input_pattern: str,
     config: DetectionConfig,
     mapping: FieldMapping = DEFAULT_MAPPING,
+    baselines_path: Optional[str] = None,
+    emit_baselines: bool = False,
 ) -> DetectionOutputs:
     events, dead_letters = pipeline | "ReadEvents" >> ReadEvents(input_pattern, mapping)
-    alerts = events | "Detect" >> DetectAnomalies(config)
-    return DetectionOutputs(events, dead_letters, alerts)
+    initial = read_baselines(pipeline, baselines_path) if baselines_path else None
+    detected = events | "Detect" >> DetectAnomalies(config, initial, emit_baselines)
+    alerts, learned = detected if emit_baselines else (detected, None)
+    return DetectionOutputs(events, dead_letters, alerts, learned)
+
+
+def _settings(options: GuetteurOptions):
+    config = load_detection_config(options.detection_config)
+    mapping = FieldMapping.from_json_file(options.field_mapping) if options.field_mapping else DEFAULT_MAPPING
+    return config, mapping
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -> DetectionOutputs:
-    config = load_detection_config(options.detection_config)
-    mapping = FieldMapping.from_json_file(options.field_mapping) if options.field_mapping else DEFAULT_MAPPING
-    outputs = build_detection(pipeline, options.input, config, mapping)
+    config, mapping = _settings(options)
+    outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines)
     outputs.alerts | "WriteAlerts" >> WriteAlerts(options.output)
     outputs.dead_letters | "WriteDeadLetters" >> WriteDeadLetters(options.output)
+    return outputs
+
+
+def build_training_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -> DetectionOutputs:
+    """Learn baselines from history in batch: `options.output` is the Parquet file to write.
+
+    The same detector runs, so what it learns is what detection would have
+    learned — alerting windows teach nothing here either. Dead letters go to
+    `<output>.deadletter.jsonl`.
+    """
+    config, mapping = _settings(options)
+    outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines,
+                              emit_baselines=True)
+    (
+        outputs.baselines
+        | "ToRecords" >> beam.Map(baseline_to_record)
+        | "WriteBaselines"
+        >> beam.io.WriteToParquet(options.output, BASELINE_ARROW_SCHEMA, num_shards=1, shard_name_template="")
+    )
+    directory, name = os.path.split(options.output)
+    outputs.dead_letters | "WriteDeadLetters" >> WriteDeadLetters(directory or ".", f"{name}.deadletter")
     return outputs

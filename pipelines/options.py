@@ -23,3 +23,4 @@ class GuetteurOptions(PipelineOptions):
         parser.add_argument("--output", help="directory for alerts.jsonl and deadletter.jsonl")
         parser.add_argument("--detection_config", default=None, help="TOML file of detector settings")
         parser.add_argument("--field_mapping", default=None, help="JSON file mapping ECS paths to contract fields")
+        parser.add_argument("--baselines", default=None, help="Parquet baselines from `guetteur train` to start from")

@@ -44,5 +44,5 @@ class WriteAlerts(WriteJsonLines):
 
 
 class WriteDeadLetters(WriteJsonLines):
-    def __init__(self, output_dir: str):
-        super().__init__(output_dir, "deadletter", dead_letter_to_json)
+    def __init__(self, output_dir: str, name: str = "deadletter"):
+        super().__init__(output_dir, name, dead_letter_to_json)
