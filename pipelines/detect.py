@@ -14,15 +14,15 @@ from apache_beam.pvalue import PCollection
 
 from pipelines.options import GuetteurOptions
 from schemas.baseline import BASELINE_ARROW_SCHEMA, AccountBaseline, baseline_from_record, baseline_to_record
+from transforms.batch_ingest import ReadAndFoldFiles
 from transforms.detection import DetectAnomalies
 from transforms.detection_config import DetectionConfig, load_detection_config
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping
-from transforms.read_events import ReadEvents
 from transforms.write_outputs import WriteAlerts, WriteDeadLetters
 
 
 class DetectionOutputs(NamedTuple):
-    events: PCollection
+    events: Optional[PCollection]  # None for files: their lines are folded as they are read
     dead_letters: PCollection
     alerts: PCollection
     baselines: Optional[PCollection]  # the learned state at the end, when asked for (guetteur train)
@@ -45,11 +45,12 @@ def build_detection(
     baselines_path: Optional[str] = None,
     emit_baselines: bool = False,
 ) -> DetectionOutputs:
-    events, dead_letters = pipeline | "ReadEvents" >> ReadEvents(input_pattern, mapping)
     initial = read_baselines(pipeline, baselines_path) if baselines_path else None
-    detected = events | "Detect" >> DetectAnomalies(config, initial, emit_baselines)
+    # A batch replay: lines are folded per account and window as they are read.
+    folds, dead_letters = pipeline | "ReadFiles" >> ReadAndFoldFiles(input_pattern, config.window_minutes, mapping)
+    detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True)
     alerts, learned = detected if emit_baselines else (detected, None)
-    return DetectionOutputs(events, dead_letters, alerts, learned)
+    return DetectionOutputs(None, dead_letters, alerts, learned)
 
 
 def _settings(options: GuetteurOptions):

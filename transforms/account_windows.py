@@ -1,8 +1,10 @@
 """Events -> per-account activity in fixed event-time windows.
 
-The fold runs as a CombineFn so the runner pre-aggregates each bundle before
-the shuffle: what crosses the network is one small accumulator per account and
-window, not every event.
+`ActivityFold` is the running summary of one account's events in one window.
+Folds are built as close to the input as possible — per file range in batch
+(transforms/batch_ingest.py), per bundle by the runner's combiner lifting in a
+stream — so what crosses the shuffle is one small fold per account and window,
+not every event.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from schemas.activity import AccountActivity
 from schemas.event import ACCOUNT_CREATE, CONSULT, EXPORT, SEARCH, AccessEvent, action_kind
 from transforms.record_sketches import DistinctRecords
 
-# Accumulator slots. A list, not an object: it is merged and encoded per bundle.
+# Sum slots. A list, not an object: folds are merged and encoded per bundle.
 _EVENTS, _TOUCHED, _CONSULTS, _SEARCHES, _EXPORTS, _CREATIONS, _DUPLICATES = range(7)
 _N_SUMS = 7
-# Per event_id contribution, so that a duplicate seen in another bundle can be taken back out.
+_N_COUNTED = 6  # the slots an event contributes to (all but _DUPLICATES)
+# Per event_id contribution, so that a duplicate seen in another fold can be taken back out.
 # (A duplicate's record id needs no taking out: distinct counts are idempotent.)
 _Contribution = Tuple[int, int, int, int, int, int, Optional[str]]
 
@@ -39,7 +42,18 @@ def _contribution(event: AccessEvent) -> _Contribution:
     )
 
 
-class _Accumulator:
+def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
+    # Deterministic whatever the bundle order: the smallest non-empty value wins.
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+class ActivityFold:
+    """One account's events of one window, folded; each event_id counted once."""
+
     __slots__ = ("sums", "by_id", "created", "records", "org", "actor_type")
 
     def __init__(self):
@@ -56,65 +70,87 @@ class _Accumulator:
     def __setstate__(self, state):
         self.sums, self.by_id, self.created, self.records, self.org, self.actor_type = state
 
-    def add(self, contribution: _Contribution) -> None:
+    def _count(self, contribution: _Contribution, sign: int = 1) -> None:
         sums = self.sums
-        for slot in range(6):
-            sums[slot] += contribution[slot]
+        for slot in range(_N_COUNTED):
+            sums[slot] += sign * contribution[slot]
+
+    def add_event(self, event: AccessEvent) -> None:
+        contribution = _contribution(event)
+        if event.event_id is not None:
+            if event.event_id in self.by_id:
+                self.sums[_DUPLICATES] += 1
+                return
+            self.by_id[event.event_id] = contribution
+        self._count(contribution)
         if contribution[6] is not None:
             self.created.add(contribution[6])
+        if event.record is not None and contribution[2]:
+            self.records.add(event.record)
+        if event.org is not None and event.org != self.org:
+            self.org = _first(self.org, event.org)
+        if event.actor_type is not None and event.actor_type != self.actor_type:
+            self.actor_type = _first(self.actor_type, event.actor_type)
 
+    def merge(self, other: "ActivityFold") -> None:
+        sums = self.sums
+        for slot in range(_N_SUMS):
+            sums[slot] += other.sums[slot]
+        for event_id, contribution in other.by_id.items():
+            if event_id in self.by_id:
+                # Counted on both sides: take one copy back out.
+                self._count(contribution, -1)
+                sums[_DUPLICATES] += 1
+            else:
+                self.by_id[event_id] = contribution
+        self.created |= other.created
+        self.records.merge(other.records)
+        self.org = _first(self.org, other.org)
+        self.actor_type = _first(self.actor_type, other.actor_type)
 
-def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
-    # Deterministic whatever the bundle order: the smallest non-empty value wins.
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
+    def to_activity(self, actor: str, window_start_ms: int, window_end_ms: int, late: bool) -> AccountActivity:
+        sums = self.sums
+        return AccountActivity(
+            actor=actor,
+            org=self.org,
+            actor_type=self.actor_type,
+            window_start_ms=window_start_ms,
+            window_end_ms=window_end_ms,
+            events=sums[_EVENTS],
+            records_touched=sums[_TOUCHED],
+            consults=sums[_CONSULTS],
+            searches=sums[_SEARCHES],
+            exports=sums[_EXPORTS],
+            creations=sums[_CREATIONS],
+            created=sorted(self.created),
+            distinct_records=self.records.estimate(),
+            record_sample=self.records.sample_ids(),
+            duplicates=sums[_DUPLICATES],
+            late=late,
+        )
 
 
 class AccountActivityFn(beam.CombineFn):
-    """Folds one account's events of one window into its activity counts, once per event_id."""
+    """Folds one account's events — or folds already made upstream — of one window."""
 
-    def create_accumulator(self) -> _Accumulator:
-        return _Accumulator()
+    def create_accumulator(self) -> ActivityFold:
+        return ActivityFold()
 
-    def add_input(self, acc: _Accumulator, event: AccessEvent) -> _Accumulator:
-        contribution = _contribution(event)
-        if event.event_id is not None:
-            if event.event_id in acc.by_id:
-                acc.sums[_DUPLICATES] += 1
-                return acc
-            acc.by_id[event.event_id] = contribution
-        acc.add(contribution)
-        if event.record is not None and contribution[2]:
-            acc.records.add(event.record)
-        acc.org = _first(acc.org, event.org)
-        acc.actor_type = _first(acc.actor_type, event.actor_type)
+    def add_input(self, acc: ActivityFold, item) -> ActivityFold:
+        if isinstance(item, ActivityFold):
+            acc.merge(item)
+        else:
+            acc.add_event(item)
         return acc
 
-    def merge_accumulators(self, accumulators) -> _Accumulator:
+    def merge_accumulators(self, accumulators) -> ActivityFold:
         accumulators = iter(accumulators)
         merged = next(accumulators)
         for other in accumulators:
-            sums = merged.sums
-            for slot in range(_N_SUMS):
-                sums[slot] += other.sums[slot]
-            for event_id, contribution in other.by_id.items():
-                if event_id in merged.by_id:
-                    # Counted on both sides: take one copy back out.
-                    for slot in range(6):
-                        sums[slot] -= contribution[slot]
-                    sums[_DUPLICATES] += 1
-                else:
-                    merged.by_id[event_id] = contribution
-            merged.created |= other.created
-            merged.records.merge(other.records)
-            merged.org = _first(merged.org, other.org)
-            merged.actor_type = _first(merged.actor_type, other.actor_type)
+            merged.merge(other)
         return merged
 
-    def extract_output(self, acc: _Accumulator):
+    def extract_output(self, acc: ActivityFold) -> ActivityFold:
         return acc
 
 
@@ -126,34 +162,16 @@ class _ToActivity(beam.DoFn):
     """
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        actor, acc = element
-        sums = acc.sums
-        activity = AccountActivity(
-            actor=actor,
-            org=acc.org,
-            actor_type=acc.actor_type,
-            window_start_ms=win.start.micros // 1000,
-            window_end_ms=win.end.micros // 1000,
-            events=sums[_EVENTS],
-            records_touched=sums[_TOUCHED],
-            consults=sums[_CONSULTS],
-            searches=sums[_SEARCHES],
-            exports=sums[_EXPORTS],
-            creations=sums[_CREATIONS],
-            created=sorted(acc.created),
-            distinct_records=acc.records.estimate(),
-            record_sample=acc.records.sample_ids(),
-            duplicates=sums[_DUPLICATES],
-            late=pane.timing == PaneInfoTiming.LATE,
-        )
-        yield actor, activity
+        actor, fold = element
+        late = pane.timing == PaneInfoTiming.LATE
+        yield actor, fold.to_activity(actor, win.start.micros // 1000, win.end.micros // 1000, late)
 
 
 class SummariseAccountWindows(beam.PTransform):
-    """Timestamped AccessEvents -> (actor, AccountActivity), one per account and window.
+    """(actor, AccessEvent or ActivityFold), timestamped -> (actor, AccountActivity), one per account and window.
 
-    Late events within `allowed_lateness_minutes` produce an extra, late pane
-    holding only themselves (discarding mode), flagged `late=True`.
+    Late input within `allowed_lateness_minutes` produces an extra, late pane
+    holding only itself (discarding mode), flagged `late=True`.
     """
 
     def __init__(self, window_minutes: int, allowed_lateness_minutes: int):
@@ -161,9 +179,20 @@ class SummariseAccountWindows(beam.PTransform):
         self._window_seconds = window_minutes * 60
         self._allowed_lateness = Duration(seconds=allowed_lateness_minutes * 60)
 
-    def expand(self, events):
+    def expand(self, keyed):
+        if keyed.is_bounded:
+            # A batch has no late data: the window goes into the key and the runner
+            # groups globally, without the per-window trigger bookkeeping that
+            # dominated replay time.
+            return (
+                keyed
+                | "KeyByWindow" >> beam.ParDo(_KeyByWindow(self._window_seconds * 1000))
+                | "Fold" >> beam.CombinePerKey(AccountActivityFn())
+                | "ToActivity" >> beam.MapTuple(_activity_of_keyed_window, window_ms=self._window_seconds * 1000)
+                .with_output_types(beam.typehints.KV[str, AccountActivity])
+            )
         return (
-            events
+            keyed
             | "Window"
             >> beam.WindowInto(
                 window.FixedWindows(self._window_seconds),
@@ -171,10 +200,29 @@ class SummariseAccountWindows(beam.PTransform):
                 accumulation_mode=trigger.AccumulationMode.DISCARDING,
                 allowed_lateness=self._allowed_lateness,
             )
-            | "KeyByActor" >> beam.Map(lambda event: (event.actor, event)).with_output_types(
-                beam.typehints.KV[str, AccessEvent]
-            )
             | "Fold" >> beam.CombinePerKey(AccountActivityFn())
             | "ToActivity" >> beam.ParDo(_ToActivity()).with_output_types(beam.typehints.KV[str, AccountActivity])
             | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
         )
+
+
+class _KeyByWindow(beam.DoFn):
+    def __init__(self, window_ms: int):
+        self._window_ms = window_ms
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam):
+        actor, item = element
+        ts_ms = timestamp.micros // 1000
+        yield (actor, ts_ms - ts_ms % self._window_ms), item
+
+
+def _activity_of_keyed_window(key, fold, window_ms=0):  # MapTuple wants a default; the caller always passes it
+    actor, window_start_ms = key
+    return actor, fold.to_activity(actor, window_start_ms, window_start_ms + window_ms, late=False)
+
+
+class KeyByActor(beam.PTransform):
+    """AccessEvents -> (actor, event), ready for SummariseAccountWindows."""
+
+    def expand(self, events):
+        return events | "KeyByActor" >> beam.Map(lambda event: (event.actor, event))

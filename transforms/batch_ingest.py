@@ -1,0 +1,159 @@
+"""Where events enter in a batch replay: files read in large ranges and folded on the spot.
+
+Beam's per-element cost is paid per element, so a replay that makes every
+line an element spends most of its time in the runner. Here one element is a
+byte range of a file (32 MiB, or a whole compressed file): its lines are read,
+validated and folded into one `ActivityFold` per account and window in plain
+Python, and only the folds — and the dead letters — become elements.
+
+Validation, dead-letter reasons and counters are exactly those of
+`transforms/read_events.py`; a range owns every line that starts inside it, so
+ranges never lose or repeat a line.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, NamedTuple, Tuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+
+from schemas.dead_letter import DeadLetter
+from transforms.account_windows import ActivityFold
+from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
+from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
+
+RANGE_BYTES = 32 << 20
+# Flush folds early when a range holds this many account-windows, to bound memory.
+MAX_OPEN_FOLDS = 200_000
+
+
+class FileRange(NamedTuple):
+    path: str
+    start: int
+    end: int  # -1: to the end (compressed files cannot be split)
+
+
+class _SplitFiles(beam.DoFn):
+    def __init__(self, range_bytes: int):
+        self._range_bytes = range_bytes
+
+    def process(self, metadata) -> Iterable[FileRange]:
+        path, size = metadata.path, metadata.size_in_bytes
+        if CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED:
+            yield FileRange(path, 0, -1)
+            return
+        for start in range(0, max(size, 1), self._range_bytes):
+            yield FileRange(path, start, start + self._range_bytes)
+
+
+def _lines(file_range: FileRange) -> Iterable[bytes]:
+    """The lines that start inside the range, without their line ending."""
+    path, start, end = file_range
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
+        position = 0
+        if start > 0:
+            handle.seek(start - 1)
+            # The line at `start` is ours only if the byte before it ends the previous line.
+            previous = handle.read(1)
+            position = start
+            if previous != b"\n":
+                position += len(handle.readline())
+        while end < 0 or position < end:
+            line = handle.readline()
+            if not line:
+                return
+            position += len(line)
+            if line.endswith(b"\n"):
+                line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+            yield line
+
+
+class _FoldRange(beam.DoFn):
+    """One file range -> (actor, ActivityFold) per account and window, plus dead letters."""
+
+    def __init__(self, window_ms: int, mapping: FieldMapping):
+        self._window_ms = window_ms
+        self._mapping = mapping
+
+    def setup(self):
+        self._lines = Metrics.counter(METRICS_NAMESPACE, "lines_read")
+        self._accepted = Metrics.counter(METRICS_NAMESPACE, "events_accepted")
+        self._rejected = Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
+        self._position = Metrics.gauge(METRICS_NAMESPACE, "event_time_position_ms")
+        self._by_reason: Dict[str, object] = {}
+
+    def _emit(self, folds: Dict[Tuple[str, int], ActivityFold]):
+        for (actor, window_start_ms), fold in folds.items():
+            yield beam.window.TimestampedValue((actor, fold), window_start_ms / 1000.0)
+        folds.clear()
+
+    def process(self, file_range: FileRange):
+        window_ms, mapping = self._window_ms, self._mapping
+        folds: Dict[Tuple[str, int], ActivityFold] = {}
+        lines = accepted = 0
+        rejected: Dict[str, int] = {}
+        newest = 0
+        for line in _lines(file_range):
+            lines += 1
+            try:
+                event = parse_event_line(line, mapping)
+            except Rejected as rejection:
+                rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
+                yield pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, file_range.path, line)
+                )
+                continue
+            accepted += 1
+            ts = event.ts_ms
+            if ts > newest:
+                newest = ts
+            key = (event.actor, ts - ts % window_ms)
+            fold = folds.get(key)
+            if fold is None:
+                if len(folds) >= MAX_OPEN_FOLDS:
+                    yield from self._emit(folds)
+                fold = folds[key] = ActivityFold()
+            fold.add_event(event)
+        yield from self._emit(folds)
+        self._lines.inc(lines)
+        self._accepted.inc(accepted)
+        self._rejected.inc(sum(rejected.values()))
+        for reason, count in rejected.items():
+            counter = self._by_reason.get(reason)
+            if counter is None:
+                counter = self._by_reason[reason] = Metrics.counter(METRICS_NAMESPACE, f"dead_lettered_{reason}")
+            counter.inc(count)
+        if newest:
+            self._position.set(newest)
+
+
+class ReadAndFoldFiles(beam.PTransform):
+    """JSON Lines files (path or glob; plain or .gz) -> ((actor, ActivityFold) timestamped, dead letters)."""
+
+    def __init__(self, file_pattern: str, window_minutes: int, mapping: FieldMapping = DEFAULT_MAPPING,
+                 range_bytes: int = RANGE_BYTES):
+        super().__init__()
+        self._file_pattern = file_pattern
+        self._window_ms = window_minutes * 60_000
+        self._mapping = mapping
+        self._range_bytes = range_bytes
+
+    def expand(self, pbegin):
+        results = (
+            pbegin
+            | "MatchFiles" >> fileio.MatchFiles(self._file_pattern)
+            | "SplitFiles" >> beam.ParDo(_SplitFiles(self._range_bytes))
+            # Ranges are few and heavy: spread them over workers before reading.
+            | "Spread" >> beam.Reshuffle()
+            | "FoldRanges" >> beam.ParDo(_FoldRange(self._window_ms, self._mapping)).with_outputs(
+                DEAD_LETTER_TAG, main="folds"
+            )
+        )
+        dead_letters = results[DEAD_LETTER_TAG]
+        dead_letters.element_type = DeadLetter
+        return results.folds, dead_letters
