@@ -22,6 +22,7 @@ class AccountActivity(NamedTuple):
     consults: int
     searches: int
     exports: int
+    largest_bulk: int  # the largest `count` of a single search or export in the window
     creations: int  # account_create events
     created: Sequence[str]  # accounts created in the window, sorted
     distinct_records: int  # distinct record ids consulted (estimated beyond a few hundred)

@@ -28,7 +28,11 @@ class AccountBaseline(NamedTuple):
     last_window_end_ms: int  # event time up to which it has been scored
     peaks: Sequence[float]  # learned usual maxima, indexed by PEAK_*
     day_start_peaks: Sequence[float]  # the same when the current day began: bounds daily growth
-    hours_seen: int  # bit (weekend * 24 + UTC hour) set for every slot it has worked in
+    typical_1h: float  # its ordinary pace: rolling-hour records while active, averaged over past days
+    pace_today: Sequence[float]  # (sum, count) of today's rolling-hour records, folded in at day end
+    hours_seen: int  # bit (weekend * 24 + UTC hour) set for every slot it has worked in on two days or more
+    hours_pending: int  # slots worked on one earlier day only: not yet its habit
+    hours_today: int  # slots worked on the current day
     portfolio: bytes  # Bloom filter of the records it works on (transforms.record_sketches.Portfolio)
     created_by: Optional[str]  # the account that created it, when seen
     created_at_ms: int  # when (0: unknown)
@@ -87,7 +91,11 @@ BASELINE_ARROW_SCHEMA = pa.schema(
         pa.field("last_window_end_ms", pa.int64(), nullable=False),
         pa.field("peaks", pa.list_(pa.float64()), nullable=False),
         pa.field("day_start_peaks", pa.list_(pa.float64()), nullable=False),
+        pa.field("typical_1h", pa.float64(), nullable=False),
+        pa.field("pace_today", pa.list_(pa.float64()), nullable=False),
         pa.field("hours_seen", pa.int64(), nullable=False),
+        pa.field("hours_pending", pa.int64(), nullable=False),
+        pa.field("hours_today", pa.int64(), nullable=False),
         pa.field("portfolio", pa.binary(), nullable=False),
         pa.field("created_by", pa.string()),
         pa.field("created_at_ms", pa.int64(), nullable=False),
@@ -103,5 +111,6 @@ def baseline_from_record(record: dict) -> AccountBaseline:
     values = {name: record[name] for name in AccountBaseline._fields}
     values["peaks"] = list(values["peaks"])
     values["day_start_peaks"] = list(values["day_start_peaks"])
+    values["pace_today"] = list(values["pace_today"])
     values["portfolio"] = bytes(values["portfolio"] or b"")
     return AccountBaseline(**values)

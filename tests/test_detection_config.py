@@ -18,7 +18,7 @@ def test_overrides_apply_and_the_rest_stays_default(tmp_path):
     assert config.window_minutes == 10 and config.volume.floor("1h") == 80.0
     assert config.role_prior("training_org").records("1h") == 35.0
     assert config.role_prior("training_org").records("5m") == RolePrior().records_5m
-    assert config.volume.multiplier == DetectionConfig().volume.multiplier
+    assert config.volume.multiplier("1d") == DetectionConfig().volume.multiplier("1d")
     assert config.role_prior("unknown-role") == DetectionConfig().role_prior("default")
 
 

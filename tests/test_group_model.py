@@ -23,7 +23,7 @@ def window(actor, start_ms, records, actor_type="advisor", created=(), records_i
     return AccountActivity(
         actor=actor, org=org, actor_type=actor_type, window_start_ms=start_ms, window_end_ms=start_ms + WINDOW,
         events=records + len(created), records_touched=records, consults=records, searches=0, exports=0,
-        creations=len(created), created=list(created), distinct_records=len(distinct),
+        largest_bulk=0, creations=len(created), created=list(created), distinct_records=len(distinct),
         record_sample=distinct[:64], duplicates=0, late=False,
     )
 
@@ -120,8 +120,8 @@ def test_reading_records_it_never_opened_before_alerts_once_its_portfolio_is_kno
 def test_an_organisation_busier_as_a_whole_does_not_alert_on_everybody():
     names = [f"m{i}" for i in range(6)]
     history = [w for name in names for w in working_days(name, days=8, per_window=6)]
-    # Day 9: everyone works the whole morning at three times their usual pace.
-    busy = [window(name, day(8, 9) + i * WINDOW, 18) for name in names for i in range(36)]
+    # Day 9: everyone works through its files all morning at five times its usual pace (a deadline).
+    busy = [window(name, day(8, 9) + i * WINDOW, 30) for name in names for i in range(36)]
     _, quiet_org = run(history + busy)
     _, alone = run(history + [w for w in busy if w.actor == "m0"])
     assert quiet_org == []

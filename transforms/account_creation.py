@@ -39,16 +39,16 @@ def assess_creation_rate(context, created_1h: int, created_1d: int) -> Optional[
     return worst(findings)
 
 
-def assess_created_accounts(context, child_records_1h: int) -> Optional[Finding]:
-    """Records read in the last hour by the accounts this creator made, against a fixed floor.
+def assess_created_accounts(context, child_records_1h: int, children_prior_1h: float) -> Optional[Finding]:
+    """Records read in the last hour by the accounts this creator made, against what they may read together.
 
-    Created accounts have no history, so there is nothing of theirs to learn:
-    the floor is what a handful of new colleagues plausibly read in an hour.
-    The creator's own working hours say nothing about its new colleagues', so
-    only the organisation's collective lift applies.
+    Created accounts have little history, so they are held together to what
+    their roles' priors allow the ones active this hour (`children_prior_1h`),
+    and never to less than a floor. The creator's own working hours say nothing
+    about its new colleagues', so only the organisation's collective lift applies.
     """
     config: DetectionConfig = context.config
-    floor = config.creation.child_floor_1h
+    floor = max(config.creation.child_floor_1h, children_prior_1h)
     lift = [a for a in context.adjustments if a.startswith("org_busy")]
     factor = context.factor * (config.volume.off_hours_divisor if "off_hours" in context.adjustments else 1.0)
     expected = expectation(

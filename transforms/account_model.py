@@ -23,7 +23,7 @@ RECORDS, NOVEL, CREATIONS, CHILD_RECORDS = range(4)
 class AccountModel:
     __slots__ = (
         "actor", "group", "actor_type", "active_days", "current_day", "last_window_end_ms", "peaks",
-        "day_start_peaks", "hours_seen", "portfolio", "created_by", "created_at_ms", "recent", "day_sums",
+        "day_start_peaks", "typical_1h", "pace_today", "hours_seen", "hours_pending", "hours_today", "portfolio", "created_by", "created_at_ms", "recent", "day_sums",
         "children", "incidents",
     )
 
@@ -36,7 +36,11 @@ class AccountModel:
         self.last_window_end_ms = 0
         self.peaks: List[float] = [0.0] * len(PEAK_SLOTS)
         self.day_start_peaks: List[float] = [0.0] * len(PEAK_SLOTS)
+        self.typical_1h = 0.0
+        self.pace_today = [0.0, 0.0]
         self.hours_seen = 0
+        self.hours_pending = 0
+        self.hours_today = 0
         self.portfolio = Portfolio()
         self.created_by: Optional[str] = None
         self.created_at_ms = 0
@@ -55,7 +59,11 @@ class AccountModel:
         model.last_window_end_ms = baseline.last_window_end_ms
         model.peaks = list(baseline.peaks)
         model.day_start_peaks = list(baseline.day_start_peaks)
+        model.typical_1h = baseline.typical_1h
+        model.pace_today = list(baseline.pace_today)
         model.hours_seen = baseline.hours_seen
+        model.hours_pending = baseline.hours_pending
+        model.hours_today = baseline.hours_today
         model.portfolio = Portfolio(baseline.portfolio)
         model.created_by = baseline.created_by
         model.created_at_ms = baseline.created_at_ms
@@ -80,7 +88,11 @@ class AccountModel:
             last_window_end_ms=self.last_window_end_ms,
             peaks=[round(p, 4) for p in self.peaks],
             day_start_peaks=[round(p, 4) for p in self.day_start_peaks],
+            typical_1h=round(self.typical_1h, 4),
+            pace_today=[round(v, 4) for v in self.pace_today],
             hours_seen=self.hours_seen,
+            hours_pending=self.hours_pending,
+            hours_today=self.hours_today,
             portfolio=self.portfolio.to_bytes(),
             created_by=self.created_by,
             created_at_ms=self.created_at_ms,

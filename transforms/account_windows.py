@@ -21,8 +21,8 @@ from schemas.event import ACCOUNT_CREATE, CONSULT, EXPORT, SEARCH, AccessEvent, 
 from transforms.record_sketches import DistinctRecords
 
 # Sum slots. A list, not an object: folds are merged and encoded per bundle.
-_EVENTS, _TOUCHED, _CONSULTS, _SEARCHES, _EXPORTS, _CREATIONS, _DUPLICATES = range(7)
-_N_SUMS = 7
+_EVENTS, _TOUCHED, _CONSULTS, _SEARCHES, _EXPORTS, _CREATIONS, _DUPLICATES, _LARGEST_BULK = range(8)
+_N_SUMS = 7  # slots that add up; _LARGEST_BULK is a maximum
 _N_COUNTED = 6  # the slots an event contributes to (all but _DUPLICATES)
 # Per event_id contribution, so that a duplicate seen in another fold can be taken back out.
 # (A duplicate's record id needs no taking out: distinct counts are idempotent.)
@@ -57,7 +57,7 @@ class ActivityFold:
     __slots__ = ("sums", "by_id", "created", "records", "org", "actor_type")
 
     def __init__(self):
-        self.sums = [0] * _N_SUMS
+        self.sums = [0] * (_N_SUMS + 1)
         self.by_id: Dict[str, _Contribution] = {}
         self.created: set = set()
         self.records = DistinctRecords()
@@ -83,6 +83,8 @@ class ActivityFold:
                 return
             self.by_id[event.event_id] = contribution
         self._count(contribution)
+        if (contribution[3] or contribution[4]) and contribution[1] > self.sums[_LARGEST_BULK]:
+            self.sums[_LARGEST_BULK] = contribution[1]
         if contribution[6] is not None:
             self.created.add(contribution[6])
         if event.record is not None and contribution[2]:
@@ -96,6 +98,7 @@ class ActivityFold:
         sums = self.sums
         for slot in range(_N_SUMS):
             sums[slot] += other.sums[slot]
+        sums[_LARGEST_BULK] = max(sums[_LARGEST_BULK], other.sums[_LARGEST_BULK])
         for event_id, contribution in other.by_id.items():
             if event_id in self.by_id:
                 # Counted on both sides: take one copy back out.
@@ -121,6 +124,7 @@ class ActivityFold:
             consults=sums[_CONSULTS],
             searches=sums[_SEARCHES],
             exports=sums[_EXPORTS],
+            largest_bulk=sums[_LARGEST_BULK],
             creations=sums[_CREATIONS],
             created=sorted(self.created),
             distinct_records=self.records.estimate(),

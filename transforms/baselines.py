@@ -22,6 +22,7 @@ from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
 from transforms.account_model import AccountModel
 from transforms.detection_config import DetectionConfig
 
+TYPICAL_SMOOTHING = 0.2  # weight of one day in an account's ordinary hourly pace
 OWN_HISTORY = "own_history"
 PEER_GROUP = "peer_group"
 ROLE_PRIOR = "role_prior"
@@ -46,6 +47,18 @@ def age_to_day(model: AccountModel, window_end_ms: int, config: DetectionConfig)
     if model.current_day >= 0:
         decay = config.volume.daily_decay
         model.peaks = [peak * decay for peak in model.peaks]
+    # An hour becomes a working hour once worked on two different days: one evening of
+    # undetected reading must not make every following evening normal.
+    model.hours_seen |= model.hours_today & model.hours_pending
+    model.hours_pending = (model.hours_pending | model.hours_today) & ~model.hours_seen
+    model.hours_today = 0
+    # The ordinary pace moves once a day, so that a busy day cannot redefine itself as ordinary.
+    total, windows = model.pace_today
+    if windows:
+        day_pace = total / windows
+        model.typical_1h = day_pace if model.typical_1h == 0 else (
+            model.typical_1h + TYPICAL_SMOOTHING * (day_pace - model.typical_1h))
+    model.pace_today = [0.0, 0.0]
     model.day_start_peaks = list(model.peaks)
     model.current_day = day
     model.active_days += 1
@@ -118,6 +131,8 @@ def learn(
         novelty_prior = config.novelty.floor_1h / config.novelty.multiplier
         _raise_peak(model, PEAK_NOVEL_1H, novel_1h, novelty_prior, growth, trusted)
     _raise_peak(model, PEAK_CREATIONS_1D, creations_1d, prior.creations_1d, growth, trusted)
-    model.hours_seen |= 1 << hour_slot(window_start_ms)
+    model.hours_today |= 1 << hour_slot(window_start_ms)
+    model.pace_today[0] += volumes["1h"]
+    model.pace_today[1] += 1
     for record in sample:
         model.portfolio.add(record)

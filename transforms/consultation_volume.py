@@ -49,8 +49,9 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
         expected = expectation(
             context.model, slot, prior.records(scale), context.peer_peak(slot),
             unit=UNITS[scale],
-            floor=volume.floor(scale), multiplier=volume.multiplier,
-            factor=context.factor, adjustments=context.adjustments, trust_days=volume.trust_days,
+            floor=volume.floor(scale), multiplier=volume.multiplier(scale),
+            factor=context.factor_for(minutes), adjustments=context.adjustments_for(minutes),
+            trust_days=volume.trust_days,
         )
         observed = volumes[scale]
         findings.append(

@@ -19,7 +19,10 @@ VOLUME_SCALES = (("5m", 5), ("1h", 60), ("1d", 1440))
 @dataclass(frozen=True)
 class VolumeConfig:
     # A scale alerts when its records exceed max(floor, multiplier x expected usual maximum).
-    multiplier: float = 3.0
+    # Longer spans get more headroom: a legitimate heavy day piles up over hours.
+    multiplier_5m: float = 3.0
+    multiplier_1h: float = 3.5
+    multiplier_1d: float = 4.0
     floor_5m: float = 50.0
     floor_1h: float = 150.0
     floor_1d: float = 600.0
@@ -31,13 +34,25 @@ class VolumeConfig:
     daily_growth: float = 1.3
     # Thresholds are divided by this at hours when the account (or, new, its peers) never works.
     off_hours_divisor: float = 3.0
-    # ...and multiplied by the organisation's collective lift, up to this, when most of it is busier.
+    # ...and multiplied by the organisation's collective lift, up to max_org_lift, when most of its
+    # active accounts work at more than org_busy_ratio times their ordinary hourly pace.
+    org_busy_ratio: float = 1.5
     max_org_lift: float = 3.0
     # Peers (same organisation and role, with history) needed before they inform a new account.
     min_peers: int = 3
 
+    # Records exported or found by one search, up to this, are taken for the account's own
+    # portfolio (a routine export) once it has a day of history; beyond, they are a leak.
+    portfolio_export_max: float = 400.0
+    # Consultations of records in the account's own portfolio count for this much in the hour and
+    # day sums: a heavy day of one's own files is work; strangers' files count in full.
+    familiar_weight: float = 0.5
+
     def floor(self, scale: str) -> float:
         return getattr(self, f"floor_{scale}")
+
+    def multiplier(self, scale: str) -> float:
+        return getattr(self, f"multiplier_{scale}")
 
 
 @dataclass(frozen=True)
@@ -53,10 +68,12 @@ class NoveltyConfig:
 class CreationConfig:
     # Accounts created per hour and per day, against the creator's usual maximum.
     multiplier: float = 3.0
-    floor_1h: float = 3.0
-    floor_1d: float = 5.0
-    # Records read in an hour by the accounts it created in the last `child_days` count against the creator.
+    floor_1h: float = 4.0
+    floor_1d: float = 6.0
+    # Records read per rolling hour by the accounts it created in the last `child_days` count against
+    # the creator, above max(child_floor_1h, child_multiplier x the sum of their roles' hourly priors).
     child_floor_1h: float = 100.0
+    child_multiplier: float = 3.0
     child_days: int = 30
 
 

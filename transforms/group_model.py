@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from schemas.activity import AccountActivity
 from schemas.alert import Alert
 from schemas.baseline import AccountBaseline, GroupState, WindowPoint
-from schemas.timestamps import MS_PER_DAY
+from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
 from transforms.account_creation import (
     CREATED_ACCOUNT_ACTIVITY,
     CREATION_RATE,
@@ -32,6 +32,7 @@ from transforms.detection_config import DetectionConfig
 from transforms.incidents import Subject, track_incident
 from transforms.peer_groups import PeerGroup
 
+PORTFOLIO_EXPORT_MARGIN = 1.5  # an export up to this many times the known portfolio is explained by it
 MAX_CHILDREN = 200  # accounts remembered per creator: enough for any real account manager's month
 
 
@@ -62,6 +63,17 @@ class ScoringContext:
             adjustments.append(f"org_busy_x{lift:.1f}")
         self.factor = factor
         self.adjustments = adjustments
+
+    def factor_for(self, span_minutes: int) -> float:
+        """The context factor for a measure: a day-long sum is not made suspicious by the current hour."""
+        if span_minutes >= 1440 and "off_hours" in self.adjustments:
+            return self.factor * self.config.volume.off_hours_divisor
+        return self.factor
+
+    def adjustments_for(self, span_minutes: int):
+        if span_minutes >= 1440:
+            return [a for a in self.adjustments if a != "off_hours"]
+        return self.adjustments
 
     def peer_peak(self, slot: int) -> Optional[float]:
         return self.peers.peer_peak(self.model, slot, self.window_end_ms)
@@ -112,10 +124,15 @@ class GroupModel:
         self.latest_end_ms = max(self.latest_end_ms, end)
 
         novelty_applies = model.history_days >= config.novelty.min_history_days
-        novel = 0
+        novel = familiar = 0
         if novelty_applies and activity.distinct_records:
-            novel = round(model.portfolio.novel_fraction(list(activity.record_sample)) * activity.distinct_records)
-        model.add_point(WindowPoint(start, activity.records_touched, novel, activity.creations, 0), end)
+            novel_share = model.portfolio.novel_fraction(list(activity.record_sample))
+            novel = round(novel_share * activity.distinct_records)
+            familiar = round((1.0 - novel_share) * activity.consults)
+        scored = activity.records_touched - self._own_portfolio_export(model, activity)
+        # The 5-minute measure stays raw; hour and day sums weigh familiar files less.
+        weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
+        model.add_point(WindowPoint(start, max(0, weighted), novel, activity.creations, 0), end)
         for target in activity.created:
             child = self._account(target, None)
             if child.created_by is None:
@@ -126,7 +143,7 @@ class GroupModel:
         alerts: List[Alert] = []
         context = ScoringContext(config, model, self.peers, start, end)
         subject = Subject(activity.actor, activity.org, model.actor_type)
-        volumes = {"5m": activity.records_touched, "1h": model.hour_sum(RECORDS, end), "1d": model.day_sum(RECORDS)}
+        volumes = {"5m": scored, "1h": model.hour_sum(RECORDS, end), "1d": model.day_sum(RECORDS)}
         novel_1h = model.hour_sum(NOVEL, end) if novelty_applies else None
         consultation = assess_consultation(context, volumes, novel_1h)
         creator_link = [model.created_by] if model.created_by else []
@@ -143,6 +160,18 @@ class GroupModel:
                 learn(model, start, volumes, novel_1h, model.day_sum(CREATIONS), activity.record_sample, config)
         return alerts
 
+    def _own_portfolio_export(self, model: AccountModel, activity: AccountActivity) -> int:
+        """Records of a search or export no larger than the account's own portfolio: its job, not a leak.
+
+        An advisor exporting the files it follows is routine; an export many times
+        that size is not. An account created under our eyes gets no benefit on its first day.
+        """
+        bulk = activity.largest_bulk
+        if not bulk or (model.created_by is not None and model.history_days < 1):
+            return 0
+        known = PORTFOLIO_EXPORT_MARGIN * model.portfolio.estimated_size()
+        return bulk if bulk <= max(known, self.config.volume.portfolio_export_max) else 0
+
     def _attribute_to_creator(self, model: AccountModel, activity: AccountActivity, alerts: List[Alert]) -> None:
         """What a created account reads counts against the account that created it."""
         config = self.config
@@ -156,12 +185,15 @@ class GroupModel:
             return
         creator.add_point(WindowPoint(start, 0, 0, 0, activity.records_touched), end)
         context = ScoringContext(config, creator, self.peers, start, end)
-        finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end))
-        subject = Subject(creator.actor, activity.org, creator.actor_type)
-        active_children = [model.actor] if finding is None else [
+        active_children = [
             child for child in creator.children
-            if child in self.accounts and self.accounts[child].active_within(end, 3_600_000)
+            if child in self.accounts and self.accounts[child].active_within(end, MS_PER_HOUR)
         ]
+        children_prior = config.creation.child_multiplier * sum(
+            config.role_prior(self.accounts[c].actor_type).records_1h for c in active_children
+        )
+        finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end), children_prior)
+        subject = Subject(creator.actor, activity.org, creator.actor_type)
         self._track(creator, CREATED_ACCOUNT_ACTIVITY, subject, (start, end), activity.records_touched, finding,
                     active_children, alerts)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import statistics
 from typing import Dict, Optional, Tuple
 
-from schemas.baseline import PEAK_1H
 from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
 from transforms.account_model import RECORDS, AccountModel
 from transforms.baselines import hour_slot
@@ -90,11 +89,12 @@ class PeerGroup:
         for model in self.accounts.values():
             if model.history_days < volume.trust_days or not model.active_within(window_end_ms, MS_PER_HOUR):
                 continue
-            usual = max(model.peaks[PEAK_1H], self.config.role_prior(model.actor_type).records_1h / 4)
-            ratios.append(model.hour_sum(RECORDS, window_end_ms) / usual)
-        # One account's surge must not lift its own threshold: it takes most of the organisation.
+            ordinary = max(model.typical_1h, self.config.role_prior(model.actor_type).records_1h / 10)
+            ratios.append(model.hour_sum(RECORDS, window_end_ms) / ordinary)
+        # One account's surge must not lift its own threshold: it takes most of the organisation,
+        # well beyond an ordinary hour's swing, to be a collectively busy day.
         lift = 1.0
         if len(ratios) >= max(4, volume.min_peers):
-            lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios)))
+            lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_ratio))
         self._lift_at = (window_end_ms, lift)
         return lift

@@ -14,6 +14,7 @@ which is salted per process and would break restored state.
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from typing import Iterable, List, Optional
 
@@ -116,6 +117,13 @@ class Portfolio:
     def add(self, record: str) -> None:
         for position in self._positions(record):
             self.bits |= 1 << position
+
+    def estimated_size(self) -> float:
+        """How many distinct records were added: the standard estimate from the bits set."""
+        set_bits = self.bits.bit_count()
+        if set_bits >= self.BITS:
+            return float("inf")
+        return -self.BITS / self.HASHES * math.log(1.0 - set_bits / self.BITS)
 
     def to_bytes(self) -> bytes:
         return self.bits.to_bytes(self.BITS // 8, "little") if self.bits else b""
