@@ -35,5 +35,25 @@ demo: setup
 	@echo "== 4/4 evaluation against the labelled incidents"
 	@$(BIN)/guetteur evaluate --alerts '$(DEMO_DIR)/detect/alerts*.jsonl' --labels $(DEMO_DIR)/input/labels.json
 
+# Guetteur against two yardsticks (a static >200 records/hour rule, Beam's AnomalyDetection ZScore),
+# through the same evaluation, on one simulated month: 3 minutes on 2 idle cores, 5-6 when they are shared.
+COMPARE_DIR := out/compare
+COMPARE_SEED ?= 7
+COMPARE_DAYS ?= 28
+COMPARE_ACTORS ?= 300
+.PHONY: compare evaluate-seeds
+compare: setup
+	$(BIN)/python -m pipelines.compare --output $(COMPARE_DIR) --seed $(COMPARE_SEED) --days $(COMPARE_DAYS) --actors $(COMPARE_ACTORS)
+
+# Guetteur on several seeds (smaller populations), aggregated per scenario: tune on this, never on one seed.
+# SEEDS_DETECTORS=guetteur,static,zscore adds the yardsticks.
+SEEDS_DIR := out/seeds
+SEEDS ?= 1,2,3,4,5
+SEEDS_DAYS ?= 14
+SEEDS_ACTORS ?= 120
+SEEDS_DETECTORS ?= guetteur
+evaluate-seeds: setup
+	$(BIN)/python -m pipelines.compare --output $(SEEDS_DIR) --seeds $(SEEDS) --days $(SEEDS_DAYS) --actors $(SEEDS_ACTORS) --detectors $(SEEDS_DETECTORS)
+
 clean:
 	rm -rf out build *.egg-info .pytest_cache

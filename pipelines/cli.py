@@ -63,6 +63,9 @@ def _parser() -> _Parser:
     simulate.add_argument("--seed", type=int, default=7)
     simulate.add_argument("--days", type=_positive_int, default=14)
     simulate.add_argument("--actors", type=_positive_int, default=300)
+    simulate.add_argument("--scenarios", default=None, metavar="A,B,...",
+                          help="incident scenarios, comma-separated, repeats allowed, '' for none "
+                               "(default: the seed trio, plus the five harder ones from 14 days)")
 
     evaluate = commands.add_parser("evaluate", help="detection metrics of alerts against labels, as JSON")
     evaluate.add_argument("--alerts", required=True, help="alerts JSON Lines: a path or glob")
@@ -220,9 +223,21 @@ def run_train(args, beam_args: List[str]) -> int:
 
 def run_simulate(args) -> int:
     from pipelines.simulation import write_simulation
+    from pipelines.simulation.scenarios import check_scenarios
 
+    scenarios = None
+    if args.scenarios is not None:
+        scenarios = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+        try:
+            check_scenarios(scenarios, args.days)
+        except ValueError as err:
+            raise UsageError(f"guetteur simulate: --scenarios: {err}") from None
     _check_output_dir(args.output)
-    summary = write_simulation(args.output, seed=args.seed, days=args.days, actors=args.actors)
+    try:
+        summary = write_simulation(args.output, seed=args.seed, days=args.days, actors=args.actors,
+                                   scenarios=scenarios)
+    except ValueError as err:  # e.g. a population too small for a named scenario
+        raise UsageError(f"guetteur simulate: {err}") from None
     print(json.dumps(summary, sort_keys=True))
     return 0
 

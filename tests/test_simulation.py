@@ -6,13 +6,15 @@ import collections
 import datetime as dt
 import ipaddress
 import re
+import statistics
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from pipelines.simulation import SCENARIOS, SEED_SCENARIOS, simulate, write_simulation
+from pipelines.simulation import (HARDER_SCENARIOS, SCENARIOS, SEED_SCENARIOS, default_scenarios, simulate,
+                                  write_simulation)
 from pipelines.simulation.clock import DAY_MS, MINUTE_MS, paris_offset_ms
 
 START = dt.date(2026, 3, 2)
@@ -277,11 +279,16 @@ def test_legitimate_traffic_follows_working_hours(legit: list[dict[str, Any]]) -
     assert by_hour[12] < by_hour[10] and by_hour[12] < by_hour[15]  # lunch dip
 
 
-def test_legitimate_traffic_is_small_scale_and_varied(legit: list[dict[str, Any]]) -> None:
+def test_legitimate_traffic_is_small_scale_and_varied(written: dict[str, Any], legit: list[dict[str, Any]]) -> None:
     searches = [e["count"] for e in legit if e["action"] == "search"]
     assert searches and max(searches) <= 30 and min(searches) >= 1
-    exports = [e["count"] for e in legit if e["action"] == "export"]
-    assert len(exports) < 0.02 * len(legit) and all(c <= 40 for c in exports)
+    exports = [e for e in legit if e["action"] == "export"]
+    assert len(exports) < 0.02 * len(legit)
+    # Exports are small, except the rare whole-portfolio export, which labels list as a look-alike.
+    big = {(e["actor"], e["ts"][:10], e["count"]) for e in exports if e["count"] > 40}
+    listed = {(entry["accounts"][0], entry["day"], entry["count"]) for entry in written["labels"]["lookalikes"]
+              if entry["kind"] == "portfolio_export"}
+    assert big <= listed and all(e["count"] <= 400 for e in exports)
     assert {"login", "consult", "search", "account_create"} <= {e["action"] for e in legit}
     roles = {e["actor_type"] for e in legit}
     assert {"advisor", "training_org", "youth_advisor", "account_manager"} <= roles
@@ -324,3 +331,253 @@ def test_short_periods_and_bad_arguments() -> None:
         simulate(days=0)
     with pytest.raises(ValueError):
         simulate(days=3, actors=10, bad_line_rate=1.5)
+
+
+# --- harder scenarios (default from 14 days) ---------------------------------------------------
+
+HOUR_MS = 3_600_000
+HARD_DAYS = 14
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The default simulation of two weeks: eight incidents and every kind of look-alike."""
+    out = tmp_path_factory.mktemp("hard")
+    write_simulation(str(out), seed=5, days=HARD_DAYS, actors=150, bad_line_rate=0.0)
+    events, bad = read_lines(out / "events.jsonl")
+    labels = orjson.loads((out / "labels.json").read_bytes())
+    attack_ids = {e["event_id"] for inc in labels["incidents"] for e in malicious(events, inc)}
+    return {"events": events, "labels": labels, "bad": bad,
+            "by_scenario": {inc["scenario"]: inc for inc in labels["incidents"]},
+            "legit": [e for e in events if e["event_id"] not in attack_ids]}
+
+
+def buckets(events: list[dict[str, Any]], size_ms: int) -> collections.Counter:
+    out: collections.Counter = collections.Counter()
+    for e in events:
+        out[ts_ms(e["ts"]) // size_ms] += records_of(e)
+    return out
+
+
+def of(events: list[dict[str, Any]], actor: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["actor"] == actor]
+
+
+def test_default_scenarios_by_length() -> None:
+    assert default_scenarios(13) == SEED_SCENARIOS
+    assert default_scenarios(HARD_DAYS) == SEED_SCENARIOS + HARDER_SCENARIOS
+    assert len(default_scenarios(28)) == 8 and set(HARDER_SCENARIOS) <= set(SCENARIOS)
+
+
+def test_every_default_scenario_is_present_and_consistently_labelled(hard: dict[str, Any]) -> None:
+    events, labels = hard["events"], hard["labels"]
+    assert not hard["bad"]
+    assert sorted(i["scenario"] for i in labels["incidents"]) == sorted(SEED_SCENARIOS + HARDER_SCENARIOS)
+    assert labels["scenarios"] == list(SEED_SCENARIOS + HARDER_SCENARIOS)
+    start, end = ts_ms(labels["start"]), ts_ms(labels["end"])
+    first_seen: dict[str, int] = {}
+    for e in events:
+        first_seen.setdefault(e["actor"], ts_ms(e["ts"]))
+    for incident in labels["incidents"]:
+        mine = malicious(events, incident)
+        assert {e["actor"] for e in mine} == set(incident["accounts"]), incident["id"]
+        assert mine[0]["ts"] == incident["start"] and mine[-1]["ts"] == incident["end"]
+        assert sum(records_of(e) for e in mine) == incident["records"] == incident["progress"][-1][1] > 0
+        assert start + 3 * DAY_MS <= ts_ms(incident["start"]) and ts_ms(incident["end"]) < end
+        ids = {e["event_id"] for e in mine}
+        accounts, ips = set(incident["accounts"]), set(incident["ips"])
+        # Attacker addresses are used by nobody else, ever.
+        assert not any(e["ip"] in ips for e in events if e["event_id"] not in ids), incident["id"]
+        for account in accounts - {incident["creator"]}:
+            created = [e for e in mine if e["action"] == "account_create" and e["target"] == account]
+            if created:
+                assert first_seen[account] > ts_ms(created[0]["ts"])
+        assert isinstance(incident["params"], dict)
+
+
+def test_low_and_slow_stays_under_every_short_window(hard: dict[str, Any]) -> None:
+    incident = hard["by_scenario"]["low_and_slow"]
+    mine = malicious(hard["events"], incident)
+    hours = (ts_ms(incident["end"]) - ts_ms(incident["start"])) / HOUR_MS
+    assert hours >= 22
+    assert max(buckets(mine, 5 * MINUTE_MS).values()) <= 10
+    assert max(buckets(mine, HOUR_MS).values()) <= 100
+    assert incident["records"] >= 2 * 12 * 22  # >= 2 per 5 min, all along
+    # Day and night alike, from several addresses, and never the account's own files.
+    assert len({paris(ts_ms(e["ts"])).hour for e in mine}) == 24
+    assert len({e["ip"] for e in mine}) >= 2
+    victim = incident["accounts"][0]
+    own = {e["record"] for e in of(hard["legit"], victim) if e["action"] == "consult"}
+    assert not own & {e["record"] for e in mine if e["action"] == "consult"}
+
+
+def test_heavy_user_compromised_is_a_few_times_its_own_maximum(hard: dict[str, Any]) -> None:
+    incident = hard["by_scenario"]["heavy_user_compromised"]
+    victim = incident["accounts"][0]
+    legit = hard["legit"]
+    # One of the heaviest accounts of the population (by records per active day).
+    volume: collections.Counter = collections.Counter()
+    days_active: collections.Counter = collections.Counter(actor for actor, _ in {(e["actor"], e["ts"][:10])
+                                                                                  for e in legit})
+    for e in legit:
+        volume[e["actor"]] += records_of(e)
+    ranking = sorted(volume, key=lambda a: -volume[a] / days_active[a])
+    assert ranking.index(victim) < max(5, len(ranking) // 8)  # in the busiest eighth
+    mine = malicious(hard["events"], incident)
+    own = of(legit, victim)
+    own_hours = sorted(buckets(own, HOUR_MS).values())
+    usual = own_hours[int(0.95 * len(own_hours))]
+    start, end = ts_ms(incident["start"]), ts_ms(incident["end"])
+    # The real user keeps working meanwhile: the attack rides on top.
+    assert any(start <= ts_ms(e["ts"]) <= end for e in own)
+    both = buckets(mine, HOUR_MS) + buckets([e for e in own if start - HOUR_MS <= ts_ms(e["ts"]) <= end + HOUR_MS],
+                                            HOUR_MS)
+    attack_hours = sorted(both[h] for h in buckets(mine, HOUR_MS) if buckets(mine, HOUR_MS)[h] > 60)
+    ratio = statistics.median(attack_hours) / usual
+    assert 1.4 <= ratio <= 6.0, (attack_hours, usual)
+    # Not a burst: a few times its own busiest five minutes at most.
+    assert max(buckets(mine, 5 * MINUTE_MS).values()) <= 3 * max(buckets(own, 5 * MINUTE_MS).values())
+    local = [paris(ts_ms(e["ts"])) for e in mine]
+    assert all(t.weekday() < 5 and 8 <= t.hour < 19 for t in local)
+
+
+def test_many_small_created_accounts_each_under_a_new_account_prior(hard: dict[str, Any]) -> None:
+    incident = hard["by_scenario"]["many_small_created_accounts"]
+    mine = malicious(hard["events"], incident)
+    creator = incident["creator"]
+    created = [a for a in incident["accounts"] if a != creator]
+    creations = [e for e in mine if e["action"] == "account_create"]
+    assert 6 <= len(creations) == len(created) <= 12 and {e["actor"] for e in creations} == {creator}
+    assert ts_ms(creations[-1]["ts"]) - ts_ms(creations[0]["ts"]) <= 2.5 * HOUR_MS
+    single_hours = []
+    for account in created:
+        reads = of(mine, account)
+        assert max(buckets(reads, 5 * MINUTE_MS).values()) <= 12
+        single_hours.append(max(buckets(reads, HOUR_MS).values()))
+        assert single_hours[-1] <= 80
+        assert sum(records_of(e) for e in reads) <= 250
+        assert {e["actor_type"] for e in of(hard["events"], account)} <= {"advisor", "youth_advisor"}
+    together = buckets([e for e in mine if e["actor"] != creator], HOUR_MS)
+    assert max(together.values()) >= 3 * max(single_hours)
+
+
+def test_search_exfiltration_is_a_few_huge_searches(hard: dict[str, Any]) -> None:
+    incident = hard["by_scenario"]["search_exfiltration"]
+    mine = malicious(hard["events"], incident)
+    big = [e["count"] for e in mine if e["action"] == "search" and e["count"] >= 1000]
+    assert 3 <= len(big) <= 8 and all(c <= 5000 for c in big)
+    assert len(mine) < 60  # a handful of events, thousands of records
+    assert ts_ms(incident["end"]) - ts_ms(incident["start"]) <= 2 * HOUR_MS
+    own = [e for e in of(hard["legit"], incident["accounts"][0]) if e["action"] == "search"]
+    assert len(own) >= 20 and max(e["count"] for e in own) <= 30  # a frequent searcher of small results
+
+
+def test_dormant_account_wakes_at_night_after_a_long_silence(hard: dict[str, Any]) -> None:
+    incident = hard["by_scenario"]["dormant_wakes_at_night"]
+    start = ts_ms(incident["start"])
+    own = of(hard["legit"], incident["accounts"][0])
+    if own:
+        assert ts_ms(own[-1]["ts"]) <= start - 7 * DAY_MS
+        assert not any(ts_ms(e["ts"]) > start for e in own)
+    assert 0 <= paris(start).hour < 5
+    mine = malicious(hard["events"], incident)
+    consults = [e for e in mine if e["action"] == "consult"]
+    minutes = (ts_ms(consults[-1]["ts"]) - ts_ms(consults[0]["ts"])) / MINUTE_MS
+    assert len(consults) / minutes >= 10
+
+
+# --- legitimate look-alikes, never labelled ---------------------------------------------------
+
+def test_lookalikes_are_present_and_never_part_of_an_incident(hard: dict[str, Any]) -> None:
+    entries = hard["labels"]["lookalikes"]
+    kinds = collections.Counter(e["kind"] for e in entries)
+    assert {"org_busy_day", "month_start", "month_end_deadline", "dst_change", "absence_return", "heavy_day",
+            "team_onboarding"} <= set(kinds), kinds
+    spans = [(set(i["accounts"]), i["start"][:10], i["end"][:10]) for i in hard["labels"]["incidents"]]
+    for entry in entries:
+        for account in entry.get("accounts") or []:
+            for accounts, first, last in spans:
+                assert not (account in accounts and first <= entry["day"] <= last), entry
+
+
+def day_records(events: list[dict[str, Any]]) -> collections.Counter:
+    out: collections.Counter = collections.Counter()
+    for e in events:
+        out[(e["actor"], e["ts"][:10])] += records_of(e)
+    return out
+
+
+def test_an_organisation_busy_day_is_a_real_org_wide_peak(hard: dict[str, Any]) -> None:
+    per_day = day_records(hard["legit"])
+    weekdays = sorted({e["ts"][:10] for e in hard["legit"] if dt.date.fromisoformat(e["ts"][:10]).weekday() < 5})
+    entries = [e for e in hard["labels"]["lookalikes"] if e["kind"] == "org_busy_day" and len(e["accounts"]) >= 3]
+    assert entries
+    for entry in entries:
+        members = entry["accounts"]
+        that_day = sum(per_day[(a, entry["day"])] for a in members)
+        others = [sum(per_day[(a, d)] for a in members) for d in weekdays if d != entry["day"]]
+        assert that_day >= 1.5 * statistics.median(others), entry
+
+
+def test_team_onboarding_and_returns_from_absence(hard: dict[str, Any]) -> None:
+    entries = hard["labels"]["lookalikes"]
+    legit = hard["legit"]
+    for entry in (e for e in entries if e["kind"] == "team_onboarding"):
+        creations = [e for e in of(legit, entry["accounts"][0])
+                     if e["action"] == "account_create" and e["ts"][:10] == entry["day"]]
+        assert len(creations) >= 6 and sorted(e["target"] for e in creations) >= sorted(entry["created"])
+        assert ts_ms(creations[-1]["ts"]) - ts_ms(creations[0]["ts"]) <= 2.5 * HOUR_MS
+    per_day = day_records(legit)
+    returns = [(e["accounts"][0], e["day"]) for e in entries if e["kind"] == "absence_return"]
+    assert returns
+    ratios = []
+    for account, day in returns:
+        usual = [n for (a, d), n in per_day.items() if a == account and d != day]
+        if len(usual) >= 3 and per_day[(account, day)]:
+            ratios.append(per_day[(account, day)] / statistics.median(usual))
+    assert statistics.median(ratios) >= 1.2
+
+
+def test_first_working_day_of_a_month_is_busier(hard: dict[str, Any]) -> None:
+    first = [e["day"] for e in hard["labels"]["lookalikes"] if e["kind"] == "month_start" and e["factor"] >= 1.5]
+    assert first
+    per_day = day_records(hard["legit"])
+    by_account: dict[str, list[int]] = collections.defaultdict(list)
+    for (account, day), n in per_day.items():
+        if day != first[0] and dt.date.fromisoformat(day).weekday() < 5:
+            by_account[account].append(n)
+    # Each account against its own ordinary days: organisations' mixes do not blur it.
+    ratios = [per_day[(a, first[0])] / statistics.median(days) for a, days in by_account.items()
+              if len(days) >= 4 and per_day[(a, first[0])]]
+    assert len(ratios) >= 20 and statistics.median(ratios) >= 1.3
+
+
+# --- choosing scenarios ---------------------------------------------------------------------
+
+def test_scenarios_can_be_named_repeated_or_none() -> None:
+    names = ["search_exfiltration", "bulk_search", "search_exfiltration"]
+    _, labels = simulate(seed=2, days=8, actors=80, bad_line_rate=0.0, scenarios=names)
+    assert [i["scenario"] for i in labels["incidents"]] == names
+    assert len({i["id"] for i in labels["incidents"]}) == 3
+    assert len({i["accounts"][0] for i in labels["incidents"]}) == 3
+    _, quiet = simulate(seed=2, days=8, actors=80, bad_line_rate=0.0, scenarios=[])
+    assert quiet["incidents"] == [] and quiet["lookalikes"]
+    with pytest.raises(ValueError, match="unknown scenario 'nope'"):
+        simulate(days=8, actors=30, scenarios=["bulk_search", "nope"])
+    with pytest.raises(ValueError, match="needs at least"):
+        simulate(days=8, actors=30, scenarios=["dormant_wakes_at_night"])
+
+
+def test_cli_scenarios_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipelines.cli import EXIT_USAGE, main
+
+    assert main(["simulate", "--output", str(tmp_path / "a"), "--days", "6", "--actors", "40",
+                 "--scenarios", "low_and_slow,bulk_search"]) == 0
+    labels = orjson.loads((tmp_path / "a" / "labels.json").read_bytes())
+    assert [i["scenario"] for i in labels["incidents"]] == ["low_and_slow", "bulk_search"]
+    capsys.readouterr()
+    for bad in ("bulk_search,bogus", "dormant_wakes_at_night"):
+        assert main(["simulate", "--output", str(tmp_path / "b"), "--days", "6", "--scenarios", bad]) == EXIT_USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0] and "scenario" in err[0]
+    assert not (tmp_path / "b" / "events.jsonl").exists()

@@ -62,6 +62,8 @@ class Org:
     pool_start: int  # the org's job seekers are records [pool_start, pool_start + pool_size)
     pool_size: int
     ips: tuple[str, ...]  # egress addresses of the org's network
+    # Look-alike: day index -> factor on the day's work for everyone in the org (a campaign, a deadline).
+    busy_days: dict[int, float] = field(default_factory=dict)
 
     @property
     def app(self) -> str:
@@ -89,6 +91,10 @@ class Account:
     active_from_ms: int | None = None  # None: existed before the simulation starts
     created_by: str | None = None
     ips: frozenset[str] = field(default=frozenset())
+    # Days the account certainly works (set by scenarios and look-alike planning, never drawn).
+    present_days: frozenset[int] = field(default=frozenset())
+    # Look-alike: day index -> number of accounts a manager creates at once (a team onboarding).
+    onboarding_days: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         own = set(self.org.ips)
@@ -132,6 +138,11 @@ class IpPool:
         self._org_queue = list(self._all)
         rng.shuffle(self._org_queue)
         self._next = 0
+        self._reserved: set[str] = set()  # attacker addresses: never handed to a legitimate account
+
+    def reserve(self, ip: str) -> str:
+        self._reserved.add(ip)
+        return ip
 
     @property
     def size(self) -> int:
@@ -146,7 +157,7 @@ class IpPool:
     def any_ip(self, exclude: frozenset[str] | set[str] = frozenset()) -> str:
         while True:
             ip = self._rng.choice(self._all)
-            if ip not in exclude:
+            if ip not in exclude and ip not in self._reserved:
                 return ip
 
 
@@ -178,6 +189,12 @@ def _absences(rng: random.Random, days: int, start_weekday: int) -> frozenset[in
     for _ in range(sum(1 for _ in range(days) if rng.random() < 0.012)):
         first = rng.randrange(days)
         absent.update(range(first, min(days, first + rng.choice((1, 1, 2, 3, 5)))))
+    # A few long leaves (illness, parental leave, training course): two to three weeks away,
+    # then a backlog day on return (a legitimate look-alike of a dormant account waking up).
+    if days >= 14 and rng.random() < 0.04:
+        length = rng.randint(10, 20)
+        first = rng.randrange(max(1, days - length))
+        absent.update(range(first, min(days, first + length)))
     return frozenset(absent)
 
 
