@@ -21,8 +21,18 @@ $(STAMP): requirements.lock setup.py
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-test: setup
+test: setup prometheus
 	$(BIN)/python -m pytest -q tests
+
+# A real Prometheus server and promtool for the metrics tests: Debian's prometheus package, unpacked
+# into .cache/ by deploy/local/prometheus.sh (no system service). `deploy/local/prometheus.sh run`
+# starts one on 127.0.0.1:9090 with deploy/prometheus/prometheus.yml.
+.PHONY: prometheus
+PROMTOOL := .cache/prometheus/usr/bin/promtool
+prometheus: $(PROMTOOL)
+
+$(PROMTOOL): deploy/local/prometheus.sh
+	deploy/local/prometheus.sh install >/dev/null
 
 demo: setup
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)

@@ -37,6 +37,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
+    return value
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="guetteur", description="Detects authorised accounts reading data they should not.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the runner's own logs")
@@ -49,6 +69,15 @@ def _parser() -> _Parser:
     detect.add_argument("--config", help="TOML file of detector settings (see deploy/detection.toml)")
     detect.add_argument("--field-mapping", help="JSON file mapping ECS paths to contract fields")
     detect.add_argument("--baselines", help="Parquet baselines written by `guetteur train`: start from them")
+    detect.add_argument("--metrics-port", type=_port, help="serve Prometheus metrics on this port while the job runs (0: any free port)")
+    detect.add_argument("--metrics-address", default="127.0.0.1", help="address the metrics port listens on (default 127.0.0.1)")
+    detect.add_argument("--metrics-file", help="write the final metrics here, in Prometheus text format, when the job ends")
+    detect.add_argument("--metrics-linger", type=_seconds, default=0.0, metavar="SECONDS",
+                        help="after the job, keep serving the final metrics this long so a scraper sees the end")
+    detect.add_argument("--metrics-wait", type=_seconds, default=0.0, metavar="SECONDS",
+                        help="before the job, wait up to this long for a first scrape so a scraper sees it from zero")
+    detect.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress on stderr: lines, rate, event time (default: only on a terminal)")
 
     train = commands.add_parser("train", help="learn baselines from history in batch (Parquet)")
     train.add_argument("--input", required=True, help="history: a path or glob of JSON Lines events, plain or .gz")
@@ -149,19 +178,28 @@ def run_detect(args, beam_args: List[str]) -> int:
         *beam_args,
     ]
     options = GuetteurOptions(flags)
+    observation = _observation(args)
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, options)
+    pipeline = beam.Pipeline(runner=observation.runner, options=options)
     try:
-        result = pipeline.run()
-        result.wait_until_finish()
+        build_pipeline(pipeline, options)
+        if observation.watching:
+            result = observation.run(pipeline)
+        else:
+            result = pipeline.run()
+            result.wait_until_finish()
     except Exception as err:
         if args.verbose:
+            observation.close(linger=False)
             raise
         reason = str(err).strip().splitlines()
         print(f"guetteur detect: the pipeline failed: {reason[-1] if reason else type(err).__name__} "
               "(run with -v for details)", file=sys.stderr)
+        observation.close()
         return EXIT_FAILED
+    except BaseException:  # Ctrl-C: stop serving, no lingering
+        observation.close(linger=False)
+        raise
     elapsed = time.monotonic() - started
     totals = _counter_totals(result)
     alerts = sum(v for k, v in totals.items() if k.startswith("alerts_"))
@@ -171,7 +209,33 @@ def run_detect(args, beam_args: List[str]) -> int:
         f"-> {os.path.join(args.output, 'alerts.jsonl')}",
         file=sys.stderr,
     )
-    return 0
+    observation.close()
+    return 0 if observation.ok else EXIT_FAILED
+
+
+def _observation(args):
+    """The metrics exporter, metrics file and progress line asked for on the command line."""
+    from pipelines.metrics_export import JobObservation, check_metrics_file
+    from pipelines.options import LOCAL_RUNNER, resolve_runner
+
+    if args.metrics_file:
+        try:
+            check_metrics_file(args.metrics_file)
+        except ValueError as err:
+            raise UsageError(f"bad --metrics-file {args.metrics_file!r}: {err}") from None
+    for flag, value in (("--metrics-linger", args.metrics_linger), ("--metrics-wait", args.metrics_wait)):
+        if value and args.metrics_port is None:
+            raise UsageError(f"{flag} needs --metrics-port")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    try:
+        return JobObservation(
+            resolve_runner(args.runner), LOCAL_RUNNER, port=args.metrics_port, address=args.metrics_address,
+            path=args.metrics_file, linger=args.metrics_linger, wait=args.metrics_wait,
+            progress=("tty" if sys.stderr.isatty() else "lines") if progress else None,
+        )
+    except OSError as err:
+        raise UsageError(f"cannot serve metrics on {args.metrics_address}:{args.metrics_port}: "
+                         f"{err.strerror or err}") from None
 
 
 def _check_baselines(path: Optional[str]) -> None:
