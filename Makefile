@@ -65,5 +65,16 @@ SEEDS_DETECTORS ?= guetteur
 evaluate-seeds: setup
 	$(BIN)/python -m pipelines.compare --output $(SEEDS_DIR) --seeds $(SEEDS) --days $(SEEDS_DAYS) --actors $(SEEDS_ACTORS) --detectors $(SEEDS_DETECTORS)
 
+# Nothing lost, nothing counted twice: `guetteur detect` on corrupt, shuffled, split, duplicated,
+# gzip-mixed and hostile variants of one simulated week, checked line by line against a clean run
+# (pipelines/chaos.py; tests/test_chaos.py runs the same scenarios). About a minute on 2 cores.
+CHAOS_DIR := out/chaos
+CHAOS_SEED ?= 11
+CHAOS_DAYS ?= 6
+CHAOS_ACTORS ?= 40
+.PHONY: chaos
+chaos: setup
+	$(BIN)/python -m pipelines.chaos --output $(CHAOS_DIR) --seed $(CHAOS_SEED) --days $(CHAOS_DAYS) --actors $(CHAOS_ACTORS)
+
 clean:
 	rm -rf out build *.egg-info .pytest_cache

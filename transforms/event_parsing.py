@@ -22,6 +22,10 @@ MAX_LINE_BYTES = 1 << 20  # a log line over 1 MiB is a broken producer, not an a
 MAX_ACTOR_CHARS = 256
 MAX_COUNT = 100_000_000  # more records than the whole service holds
 MAX_TEXT_CHARS = 4096  # optional text fields beyond this are truncated, not rejected
+# Files saved by Windows tools start with a UTF-8 byte order mark; Beam's text reader keeps it
+# on the first line, where it would make that file's first event invalid JSON (RFC 8259 §8.1
+# lets a parser ignore it). The dead letter of a rejected line still keeps its exact bytes.
+UTF8_BOM = b"\xef\xbb\xbf"
 
 OPTIONAL_TEXT_FIELDS = ("record", "target", "org", "actor_type", "app", "ip", "ua", "session", "event_id")
 # Ids are often numeric in source systems; accepting integers here loses no meaning.
@@ -196,6 +200,8 @@ def parse_event_line(line: bytes, mapping: FieldMapping = DEFAULT_MAPPING) -> Ac
     """The AccessEvent for one raw JSON line, or Rejected with the reason."""
     if len(line) > MAX_LINE_BYTES:
         raise Rejected(dl.LINE_TOO_LONG, f"line of {len(line)} bytes exceeds {MAX_LINE_BYTES}")
+    if line.startswith(UTF8_BOM):
+        line = line[len(UTF8_BOM):]
     if not line.strip():
         raise Rejected(dl.EMPTY_LINE, "empty line")
     try:
