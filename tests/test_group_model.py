@@ -85,9 +85,9 @@ def test_a_new_account_leans_on_its_peers_once_they_have_history():
     peers = []
     for name in ("p1", "p2", "p3", "p4"):
         peers += working_days(name, days=8, per_window=4)
-    newcomer = window("acct-new", day(8), 60)
+    newcomer = window("acct-new", day(8), 80)
     _, alerts = run(peers + [newcomer])
-    # 60 in 5 min is under a new advisor's role prior threshold, but far above what its peers do.
+    # 80 in 5 min is under a new advisor's role prior threshold, but far above what its peers do.
     assert [a.actor for a in alerts] == ["acct-new"]
     assert alerts[0].expected.source == PEER_GROUP
 
@@ -100,8 +100,8 @@ def test_a_modest_first_day_does_not_alert_a_new_account():
 def test_reading_at_an_hour_it_never_works_weighs_more():
     history = working_days("acct-1", days=8, per_window=12)
     daytime, night = day(8, 10), day(8, 2)
-    _, by_day = run(history + [window("acct-1", daytime, 30)])
-    _, by_night = run(history + [window("acct-1", night, 30)])
+    _, by_day = run(history + [window("acct-1", daytime, 40)])
+    _, by_night = run(history + [window("acct-1", night, 40)])
     assert by_day == []
     assert len(by_night) == 1 and "off_hours" in by_night[0].expected.adjustments
 

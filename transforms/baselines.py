@@ -75,10 +75,12 @@ def expectation(
     factor: float,
     adjustments: Sequence[str],
     trust_days: int,
+    floor_factor: Optional[float] = None,
 ) -> Expectation:
     """The expected usual maximum for one measure, blended from own history, peers and role.
 
-    `factor` scales the threshold for context (off hours, a busy organisation).
+    `factor` scales the learned threshold for context (off hours, a busy organisation);
+    `floor_factor` (default: the same) scales the floor.
     """
     trust = model.trust(trust_days)
     fallback, fallback_source = (peers, PEER_GROUP) if peers is not None else (prior, ROLE_PRIOR)
@@ -90,7 +92,7 @@ def expectation(
         source = fallback_source
     else:
         source = f"{OWN_HISTORY}+{fallback_source}"
-    threshold = max(floor, multiplier * value) * factor
+    threshold = max(floor * (factor if floor_factor is None else floor_factor), multiplier * value * factor)
     return Expectation(
         value=round(value, 2),
         unit=unit,

@@ -51,7 +51,7 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
             unit=UNITS[scale],
             floor=volume.floor(scale), multiplier=volume.multiplier(scale),
             factor=context.factor_for(minutes), adjustments=context.adjustments_for(minutes),
-            trust_days=volume.trust_days,
+            trust_days=volume.trust_days, floor_factor=context.floor_factor_for(minutes),
         )
         observed = volumes[scale]
         findings.append(
@@ -64,6 +64,7 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
             unit="records never opened before, per 1 h",
             floor=novelty.floor_1h, multiplier=novelty.multiplier,
             factor=context.factor, adjustments=context.adjustments, trust_days=0,
+            floor_factor=context.floor_factor,
         )
         findings.append(
             Finding(RULE, "novel_records_1h", 60, novel_1h, round(novel_1h / expected.threshold, 2), expected)

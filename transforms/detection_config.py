@@ -21,11 +21,11 @@ class VolumeConfig:
     # A scale alerts when its records exceed max(floor, multiplier x expected usual maximum).
     # Longer spans get more headroom: a legitimate heavy day piles up over hours.
     multiplier_5m: float = 3.0
-    multiplier_1h: float = 3.5
-    multiplier_1d: float = 4.0
-    floor_5m: float = 50.0
-    floor_1h: float = 150.0
-    floor_1d: float = 600.0
+    multiplier_1h: float = 4.0
+    multiplier_1d: float = 4.5
+    floor_5m: float = 60.0
+    floor_1h: float = 180.0
+    floor_1d: float = 720.0
     # Active days of its own before an account's history fully replaces its peers' and role's.
     trust_days: int = 5
     # The learned usual maximum fades by this factor per active day (an old busy spell is forgotten)...
@@ -34,6 +34,7 @@ class VolumeConfig:
     daily_growth: float = 1.3
     # Thresholds are divided by this at hours when the account (or, new, its peers) never works.
     off_hours_divisor: float = 3.0
+    off_hours_floor_divisor: float = 2.0
     # ...and multiplied by the organisation's collective lift, up to max_org_lift, when most of its
     # active accounts work at more than org_busy_ratio times their ordinary hourly pace.
     org_busy_ratio: float = 1.5
@@ -41,8 +42,8 @@ class VolumeConfig:
     # Peers (same organisation and role, with history) needed before they inform a new account.
     min_peers: int = 3
 
-    # Records exported or found by one search, up to this, are taken for the account's own
-    # portfolio (a routine export) once it has a day of history; beyond, they are a leak.
+    # Records exported or found by one search, up to this (or 1.5 x its known portfolio), are
+    # taken for the account's own portfolio: a routine export; beyond, they are a leak.
     portfolio_export_max: float = 400.0
     # Consultations of records in the account's own portfolio count for this much in the hour and
     # day sums: a heavy day of one's own files is work; strangers' files count in full.
@@ -68,13 +69,22 @@ class NoveltyConfig:
 class CreationConfig:
     # Accounts created per hour and per day, against the creator's usual maximum.
     multiplier: float = 3.0
-    floor_1h: float = 4.0
-    floor_1d: float = 6.0
+    floor_1h: float = 7.0
+    floor_1d: float = 10.0
+    # The hourly floor at an hour the creator never works.
+    off_hours_floor: float = 1.5
     # Records read per rolling hour by the accounts it created in the last `child_days` count against
-    # the creator, above max(child_floor_1h, child_multiplier x the sum of their roles' hourly priors).
+    # the creator, above max(child_floor_1h, child_multiplier x what the active ones may each read):
+    # young_records_1h in their first young_hours (a new colleague starts light), their role's
+    # hourly prior after that. When the creator made burst_creations or more in a day, the
+    # threshold is divided by burst_divisor: many new accounts reading at once is the pattern.
     child_floor_1h: float = 100.0
-    child_multiplier: float = 3.0
-    child_days: int = 30
+    child_multiplier: float = 2.0
+    young_records_1h: float = 15.0
+    young_hours: int = 24
+    burst_creations: int = 3
+    burst_divisor: float = 2.0
+    child_days: int = 2
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def explain(alert: Alert, finding) -> str:
     if expected.peers is not None and expected.source == "own_history":
         comparison += f", its peers' {expected.peers:,.0f}"
     if finding.measure == "child_records_1h":
-        comparison = "the accounts it created have no history of their own"
+        comparison = f"new accounts active this hour may read about {expected.value:,.0f} together"
     sentence = (
         f"{_who(alert)}: {measure}; {comparison}; threshold {expected.threshold:,.0f}{_adjustments(expected.adjustments)}. "
         f"Since {format_rfc3339(alert.window_start_ms)}: {alert.observed:,} "

@@ -44,7 +44,7 @@ def group_key(activity: AccountActivity) -> str:
 class ScoringContext:
     """One account at one window end: what the rules need to know beyond the numbers."""
 
-    __slots__ = ("config", "model", "peers", "window_end_ms", "factor", "adjustments")
+    __slots__ = ("config", "model", "peers", "window_end_ms", "factor", "floor_factor", "adjustments")
 
     def __init__(self, config: DetectionConfig, model: AccountModel, peers: PeerGroup,
                  window_start_ms: int, window_end_ms: int):
@@ -53,15 +53,19 @@ class ScoringContext:
         self.peers = peers
         self.window_end_ms = window_end_ms
         adjustments = []
-        factor = 1.0
+        factor = floor_factor = 1.0
         if peers.off_hours(model, window_start_ms, window_end_ms):
+            # Floors bend less than learned levels: a floor is all that guards a quiet account.
             factor /= config.volume.off_hours_divisor
+            floor_factor /= config.volume.off_hours_floor_divisor
             adjustments.append("off_hours")
         lift = peers.org_lift(window_end_ms)
-        if lift > 1.0:
+        if lift >= 1.05:
             factor *= lift
+            floor_factor *= lift
             adjustments.append(f"org_busy_x{lift:.1f}")
         self.factor = factor
+        self.floor_factor = floor_factor
         self.adjustments = adjustments
 
     def factor_for(self, span_minutes: int) -> float:
@@ -69,6 +73,11 @@ class ScoringContext:
         if span_minutes >= 1440 and "off_hours" in self.adjustments:
             return self.factor * self.config.volume.off_hours_divisor
         return self.factor
+
+    def floor_factor_for(self, span_minutes: int) -> float:
+        if span_minutes >= 1440 and "off_hours" in self.adjustments:
+            return self.floor_factor * self.config.volume.off_hours_floor_divisor
+        return self.floor_factor
 
     def adjustments_for(self, span_minutes: int):
         if span_minutes >= 1440:
@@ -164,10 +173,10 @@ class GroupModel:
         """Records of a search or export no larger than the account's own portfolio: its job, not a leak.
 
         An advisor exporting the files it follows is routine; an export many times
-        that size is not. An account created under our eyes gets no benefit on its first day.
+        that size is not.
         """
         bulk = activity.largest_bulk
-        if not bulk or (model.created_by is not None and model.history_days < 1):
+        if not bulk:
             return 0
         known = PORTFOLIO_EXPORT_MARGIN * model.portfolio.estimated_size()
         return bulk if bulk <= max(known, self.config.volume.portfolio_export_max) else 0
@@ -185,14 +194,20 @@ class GroupModel:
             return
         creator.add_point(WindowPoint(start, 0, 0, 0, activity.records_touched), end)
         context = ScoringContext(config, creator, self.peers, start, end)
+        horizon_ms = config.creation.child_days * MS_PER_DAY
         active_children = [
             child for child in creator.children
             if child in self.accounts and self.accounts[child].active_within(end, MS_PER_HOUR)
+            and start - self.accounts[child].created_at_ms <= horizon_ms
         ]
-        children_prior = config.creation.child_multiplier * sum(
-            config.role_prior(self.accounts[c].actor_type).records_1h for c in active_children
-        )
-        finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end), children_prior)
+        creation = config.creation
+        allowance = 0.0
+        for child_id in active_children:
+            child = self.accounts[child_id]
+            young = start - child.created_at_ms < creation.young_hours * MS_PER_HOUR
+            allowance += creation.young_records_1h if young else config.role_prior(child.actor_type).records_1h
+        burst = creator.day_sum(CREATIONS) >= creation.burst_creations
+        finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end), allowance, burst)
         subject = Subject(creator.actor, activity.org, creator.actor_type)
         self._track(creator, CREATED_ACCOUNT_ACTIVITY, subject, (start, end), activity.records_touched, finding,
                     active_children, alerts)
