@@ -28,6 +28,8 @@ from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, pa
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
 
 RANGE_BYTES = 32 << 20
+# Counters are reported every this many lines, so that live metrics and progress move during a range.
+REPORT_EVERY_LINES = 10_000
 # Flush folds early when a range holds this many account-windows, to bound memory.
 MAX_OPEN_FOLDS = 200_000
 
@@ -86,6 +88,7 @@ class _FoldRange(beam.DoFn):
         self._rejected = Metrics.counter(METRICS_NAMESPACE, "dead_lettered")
         self._position = Metrics.gauge(METRICS_NAMESPACE, "event_time_position_ms")
         self._by_reason: Dict[str, object] = {}
+        self._newest_ms = 0  # across ranges: the position gauge never moves back
 
     def _emit(self, folds: Dict[Tuple[str, int], ActivityFold]):
         for (actor, window_start_ms), fold in folds.items():
@@ -97,9 +100,12 @@ class _FoldRange(beam.DoFn):
         folds: Dict[Tuple[str, int], ActivityFold] = {}
         lines = accepted = 0
         rejected: Dict[str, int] = {}
-        newest = 0
         for line in _lines(file_range):
             lines += 1
+            if lines == REPORT_EVERY_LINES:
+                self._report(lines, accepted, rejected)
+                lines = accepted = 0
+                rejected = {}
             try:
                 event = parse_event_line(line, mapping)
             except Rejected as rejection:
@@ -110,8 +116,8 @@ class _FoldRange(beam.DoFn):
                 continue
             accepted += 1
             ts = event.ts_ms
-            if ts > newest:
-                newest = ts
+            if ts > self._newest_ms:
+                self._newest_ms = ts
             key = (event.actor, ts - ts % window_ms)
             fold = folds.get(key)
             if fold is None:
@@ -120,6 +126,9 @@ class _FoldRange(beam.DoFn):
                 fold = folds[key] = ActivityFold()
             fold.add_event(event)
         yield from self._emit(folds)
+        self._report(lines, accepted, rejected)
+
+    def _report(self, lines: int, accepted: int, rejected: Dict[str, int]) -> None:
         self._lines.inc(lines)
         self._accepted.inc(accepted)
         self._rejected.inc(sum(rejected.values()))
@@ -128,8 +137,8 @@ class _FoldRange(beam.DoFn):
             if counter is None:
                 counter = self._by_reason[reason] = Metrics.counter(METRICS_NAMESPACE, f"dead_lettered_{reason}")
             counter.inc(count)
-        if newest:
-            self._position.set(newest)
+        if self._newest_ms:
+            self._position.set(self._newest_ms)
 
 
 class ReadAndFoldFiles(beam.PTransform):
