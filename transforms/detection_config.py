@@ -69,8 +69,8 @@ class NoveltyConfig:
 class CreationConfig:
     # Accounts created per hour and per day, against the creator's usual maximum.
     multiplier: float = 3.0
-    floor_1h: float = 7.0
-    floor_1d: float = 10.0
+    floor_1h: float = 10.0
+    floor_1d: float = 12.0
     # The hourly floor at an hour the creator never works.
     off_hours_floor: float = 1.5
     # Records read per rolling hour by the accounts it created in the last `child_days` count against

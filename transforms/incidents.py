@@ -82,18 +82,19 @@ def track_incident(
     `amount` is what the window adds to the incident (records, or accounts created).
     """
     start_ms, end_ms = window
-    if incident is not None and start_ms - incident.last_crossing_end_ms > config.quiet_minutes * 60_000:
-        # Quiet long enough to be over — unless this crossing measures a span reaching back
-        # into it: a day-long sum still full of the same attack is the same story.
-        reaches_back = finding is not None and end_ms - finding.span_minutes * 60_000 < incident.last_window_end_ms
-        if not reaches_back:
-            incident = None
+    quiet = incident is not None and start_ms - incident.last_crossing_end_ms > config.quiet_minutes * 60_000
 
     if finding is None:
-        if incident is not None:
+        if incident is not None and not quiet:
             # The story goes on between crossings: what was read then was read too.
             incident = incident._replace(observed=incident.observed + amount, last_window_end_ms=end_ms)
+        # A quiet incident is kept (not extended) for a crossing that may still reach back into it.
         return incident, None
+
+    if quiet and end_ms - finding.span_minutes * 60_000 >= incident.last_window_end_ms:
+        # Over; unless this crossing measures a span reaching back into it: a day-long sum
+        # still full of the same attack is the same story.
+        incident = None
 
     if incident is None:
         opened = OpenIncident(
