@@ -76,5 +76,15 @@ CHAOS_ACTORS ?= 40
 chaos: setup
 	$(BIN)/python -m pipelines.chaos --output $(CHAOS_DIR) --seed $(CHAOS_SEED) --days $(CHAOS_DAYS) --actors $(CHAOS_ACTORS)
 
+# Issue 6's yardstick: `guetteur detect` against plain Python (orjson + dict count per account and 5-minute
+# window) on the same ~1M simulated events, as a same-run ratio; events x1/x2/x4 and accounts x1/x10/x100 with
+# time and peak RSS; state bytes per account from `guetteur train`. Table on stdout, out/bench/report.json.
+# Simulated files are kept under out/bench/data and reused. BENCH_SCALE=small: ~100k events, a few minutes.
+BENCH_DIR := out/bench
+BENCH_SCALE ?= full
+.PHONY: bench
+bench: setup
+	BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python -m pipelines.bench --output $(BENCH_DIR)
+
 clean:
 	rm -rf out build *.egg-info .pytest_cache

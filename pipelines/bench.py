@@ -1,0 +1,397 @@
+"""`make bench`: how fast `guetteur detect` is against plain Python on the same file (issue 6).
+
+One run measures, on reproducible simulated files (reused when their parameters match):
+
+- the limit: plain Python over the file — orjson.loads per line, ts parsed, a dict counting
+  events per (actor, 5-minute window);
+- `guetteur detect` on the local runner over the same file, as a subprocess: wall time (Python
+  start-up and pipeline construction included), its own "in X s" figure, peak RSS (os.wait4 on that
+  one process: the local runner runs in-process);
+- the ratio detect / plain, measured on the same file in the same run — speed is only ever stated
+  as that ratio, never as an absolute promise;
+- state per tracked account: `guetteur train` on the base file, Parquet baselines bytes / rows; and
+  the growth of detect's peak RSS per extra account across the accounts rows;
+- a scaling table: events x1, x2, x4 (same accounts: the file then copies of it shifted by its span
+  in days, event_id suffixed) and accounts x1, x10, x100
+  (same events, each actor's events spread over N sub-accounts by a hash of event_id).
+
+Target of issue 6: detect >= 30% of the plain-Python rate; memory growing with accounts, not events.
+`BENCH_SCALE=small` runs the same on ~130k events for a quick look. BENCH_BUDGET (seconds, default
+1080) skips a scaling row projected to overrun it, and says so. `--profile`: cProfile of one detect run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zlib
+from datetime import datetime
+from typing import Dict, List, Optional, Sequence
+
+import orjson
+
+WINDOW_MS = 5 * 60_000
+TARGET_RATIO = 0.30
+
+# BENCH_SCALE -> simulation parameters of the x1 file (events x2 / x4 simulate 2x / 4x the days).
+SCALES = {
+    "full": {"seed": 7, "days": 28, "actors": 600},   # ~1.0M events
+    "small": {"seed": 7, "days": 28, "actors": 60},   # ~0.1M events
+    "tiny": {"seed": 7, "days": 3, "actors": 12},     # a few thousand: plumbing only
+}
+EVENT_FACTORS = (1, 2, 4)
+ACCOUNT_FACTORS = (1, 10, 100)
+
+
+def _ts_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def plain_count(path: str) -> dict:
+    """The limit: parse every line with orjson and count per (actor, 5-minute window) in a dict."""
+    counts: Dict[tuple, int] = {}
+    bad = 0
+    started = time.perf_counter()
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                event = orjson.loads(line)
+                ts = _ts_ms(event["ts"])
+                key = (event["actor"], ts - ts % WINDOW_MS)
+            except Exception:
+                bad += 1
+                continue
+            counts[key] = counts.get(key, 0) + 1
+    seconds = time.perf_counter() - started
+    events = sum(counts.values())
+    return {
+        "seconds": seconds,
+        "events": events,
+        "bad_lines": bad,
+        "accounts": len({actor for actor, _ in counts}),
+        "account_windows": len(counts),
+        "events_per_s": events / seconds if seconds > 0 else 0.0,
+    }
+
+
+_ACTOR = b'"actor":"'
+_EVENT_ID = re.compile(rb'"event_id":"([^"]*)"')
+
+
+def spread_accounts(source: str, target: str, factor: int) -> None:
+    """Same lines, each actor's events spread over `factor` sub-accounts (by crc32 of event_id)."""
+    with open(source, "rb") as src, open(target + ".tmp", "wb") as dst:
+        for line in src:
+            at = line.find(_ACTOR)
+            match = _EVENT_ID.search(line)
+            if at < 0 or match is None:
+                dst.write(line)  # a bad line stays bad
+                continue
+            start = at + len(_ACTOR)
+            end = line.find(b'"', start)
+            if end < 0:
+                dst.write(line)
+                continue
+            bucket = zlib.crc32(match.group(1)) % factor
+            dst.write(b"%s-b%d%s" % (line[:end], bucket, line[end:]))
+    os.replace(target + ".tmp", target)
+
+
+_TS = re.compile(rb'"ts":"(\d{4}-\d{2}-\d{2})T')
+
+
+def shifted_copies(source: str, target: str, factor: int, days: int) -> None:
+    """The file, then `factor - 1` copies shifted by `days` days each (event_id suffixed): same accounts."""
+    from datetime import date, timedelta
+
+    shifted: Dict[tuple, bytes] = {}
+
+    def day(text: bytes, copy: int) -> bytes:
+        key = (text, copy)
+        if key not in shifted:
+            try:
+                shifted[key] = (date.fromisoformat(text.decode()) + timedelta(days=days * copy)).isoformat().encode()
+            except ValueError:  # a deliberately bad date stays as it is
+                shifted[key] = text
+        return shifted[key]
+
+    with open(target + ".tmp", "wb") as dst:
+        for copy in range(factor):
+            with open(source, "rb") as src:
+                for line in src:
+                    match = _TS.search(line) if copy else None
+                    event_id = _EVENT_ID.search(line) if copy else None
+                    if match is None or event_id is None:
+                        dst.write(line)
+                        continue
+                    a, b = match.span(1)
+                    c = event_id.end(1)
+                    if c < a:
+                        line = b"%s-c%d%s%s%s" % (line[:c], copy, line[c:a], day(match.group(1), copy), line[b:])
+                    else:
+                        line = b"%s%s%s-c%d%s" % (line[:a], day(match.group(1), copy), line[b:c], copy, line[c:])
+                    dst.write(line)
+    os.replace(target + ".tmp", target)
+
+
+def events_file(workdir: str, base: str, base_key: str, factor: int, days: int) -> str:
+    if factor == 1:
+        return base
+    directory = os.path.join(workdir, "data", f"{base_key}-events-x{factor}")
+    path = os.path.join(directory, "events.jsonl")
+    if not os.path.exists(path):
+        os.makedirs(directory, exist_ok=True)
+        shifted_copies(base, path, factor, days)
+    return path
+
+
+def simulate(workdir: str, guetteur: str, seed: int, days: int, actors: int) -> str:
+    """events.jsonl for these parameters, simulated once and reused."""
+    directory = os.path.join(workdir, "data", f"sim-s{seed}-d{days}-a{actors}")
+    path = os.path.join(directory, "events.jsonl")
+    if not os.path.exists(os.path.join(directory, ".done")):
+        subprocess.run([guetteur, "simulate", "--output", directory, "--seed", str(seed), "--days", str(days),
+                        "--actors", str(actors)], check=True, stdout=subprocess.DEVNULL)
+        open(os.path.join(directory, ".done"), "w").close()
+    return path
+
+
+def accounts_file(workdir: str, base: str, base_key: str, factor: int) -> str:
+    if factor == 1:
+        return base
+    directory = os.path.join(workdir, "data", f"{base_key}-accounts-x{factor}")
+    path = os.path.join(directory, "events.jsonl")
+    if not os.path.exists(path):
+        os.makedirs(directory, exist_ok=True)
+        spread_accounts(base, path, factor)
+    return path
+
+
+_REPORTED = re.compile(r"events, .* in ([0-9.]+) s")
+
+
+def run_measured(command: Sequence[str], log_path: str) -> dict:
+    """Run one command; wall time and the peak RSS of that process (os.wait4)."""
+    with open(log_path, "wb") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    with open(log_path, "r", errors="replace") as log:
+        text = log.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}; see {log_path}:\n{text[-2000:]}")
+    reported = _REPORTED.search(text)
+    return {
+        "seconds": seconds,
+        "pipeline_seconds": float(reported.group(1)) if reported else None,
+        "peak_rss_mb": usage.ru_maxrss / 1024.0,  # kB on Linux
+    }
+
+
+def run_detect(guetteur: str, path: str, output: str) -> dict:
+    os.makedirs(output, exist_ok=True)
+    return run_measured([guetteur, "detect", "--input", path, "--output", output, "--no-progress"],
+                        os.path.join(output, "detect.log"))
+
+
+def measure_row(name: str, path: str, guetteur: str, output: str) -> dict:
+    plain = plain_count(path)
+    detect = run_detect(guetteur, path, output)
+    rate = plain["events"] / detect["seconds"] if detect["seconds"] > 0 else 0.0
+    return {
+        "row": name,
+        "file": path,
+        "file_bytes": os.path.getsize(path),
+        "events": plain["events"],
+        "accounts": plain["accounts"],
+        "account_windows": plain["account_windows"],
+        "plain_seconds": plain["seconds"],
+        "plain_events_per_s": plain["events_per_s"],
+        "detect_seconds": detect["seconds"],
+        "detect_pipeline_seconds": detect["pipeline_seconds"],
+        "detect_events_per_s": rate,
+        "ratio": rate / plain["events_per_s"] if plain["events_per_s"] else 0.0,
+        "detect_peak_rss_mb": detect["peak_rss_mb"],
+    }
+
+
+def state_per_account(guetteur: str, path: str, output: str) -> dict:
+    """`guetteur train` on the file; Parquet baselines bytes divided by the accounts (rows) in it."""
+    import pyarrow.parquet as pq
+
+    os.makedirs(output, exist_ok=True)
+    baselines = os.path.join(output, "baselines.parquet")
+    run = run_measured([guetteur, "train", "--input", path, "--output", baselines], os.path.join(output, "train.log"))
+    size = os.path.getsize(baselines)
+    rows = pq.ParquetFile(baselines).metadata.num_rows
+    return {
+        "what": "bytes of the Parquet baselines written by `guetteur train` on the x1 file / its rows (one per account)",
+        "parquet_bytes": size,
+        "accounts": rows,
+        "bytes_per_account": size / rows if rows else None,
+        "train_seconds": run["seconds"],
+        "train_peak_rss_mb": run["peak_rss_mb"],
+    }
+
+
+def rss_per_account(rows: List[dict]) -> Optional[dict]:
+    """Growth of detect's peak RSS per extra account, between the accounts x1 and the largest accounts row."""
+    accounts_rows = [row for row in rows if row["row"].startswith("accounts")]
+    if len(accounts_rows) < 2:
+        return None
+    low, high = accounts_rows[0], accounts_rows[-1]
+    extra = high["accounts"] - low["accounts"]
+    if extra <= 0:
+        return None
+    return {
+        "what": f"(peak RSS {high['row']} - peak RSS {low['row']}) / extra accounts, same event count",
+        "bytes_per_extra_account": (high["detect_peak_rss_mb"] - low["detect_peak_rss_mb"]) * 1024 * 1024 / extra,
+    }
+
+
+def profile_detect(guetteur: str, path: str, output: str, top: int = 15) -> str:
+    """cProfile over one `guetteur detect` run (the local runner is in-process): detect.prof + a summary."""
+    import io
+    import pstats
+
+    os.makedirs(output, exist_ok=True)
+    prof = os.path.join(output, "detect.prof")
+    run_measured([sys.executable, "-m", "cProfile", "-o", prof, guetteur, "detect", "--input", path,
+                  "--output", output, "--no-progress"], os.path.join(output, "detect.log"))
+    text = io.StringIO()
+    stats = pstats.Stats(prof, stream=text)
+    stats.sort_stats("cumulative").print_stats(r"transforms/|statecache|objsize", top)
+    stats.sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
+def format_table(rows: List[dict]) -> str:
+    header = (f"{'row':<13}{'events':>11}{'accounts':>10}{'plain ev/s':>12}{'detect s':>10}"
+              f"{'detect ev/s':>13}{'ratio':>8}{'peak RSS MB':>13}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row['row']:<13}{row['events']:>11,}{row['accounts']:>10,}{row['plain_events_per_s']:>12,.0f}"
+            f"{row['detect_seconds']:>10.1f}{row['detect_events_per_s']:>13,.0f}{row['ratio']:>7.1%} "
+            f"{row['detect_peak_rss_mb']:>12,.0f}"
+        )
+    return "\n".join(lines)
+
+
+def verdict(rows: List[dict]) -> dict:
+    base = rows[0]
+    events_rows = [row for row in rows if row["row"].startswith("events")]
+    accounts_rows = [row for row in rows if row["row"].startswith("accounts")]
+    return {
+        "target_ratio": TARGET_RATIO,
+        "ratio_x1": base["ratio"],
+        "meets_speed_target": base["ratio"] >= TARGET_RATIO,
+        "events_max_row": events_rows[-1]["row"] if events_rows else None,
+        "rss_events_max_over_x1": (events_rows[-1]["detect_peak_rss_mb"] / base["detect_peak_rss_mb"]) if events_rows else None,
+        "accounts_max_row": accounts_rows[-1]["row"] if accounts_rows else None,
+        "rss_accounts_max_over_x1": (accounts_rows[-1]["detect_peak_rss_mb"] / base["detect_peak_rss_mb"]) if accounts_rows else None,
+    }
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default="out/bench")
+    parser.add_argument("--scale", default=os.environ.get("BENCH_SCALE", "full"), choices=sorted(SCALES))
+    parser.add_argument("--guetteur", default=os.path.join(os.path.dirname(sys.executable), "guetteur"))
+    parser.add_argument("--events-factors", default=",".join(map(str, EVENT_FACTORS)))
+    parser.add_argument("--accounts-factors", default=",".join(map(str, ACCOUNT_FACTORS)))
+    parser.add_argument("--no-train", action="store_true", help="skip the state-per-account measure")
+    parser.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_BUDGET", "1080")),
+                        help="seconds: skip scaling rows projected to overrun it (0: no limit)")
+    parser.add_argument("--profile", action="store_true",
+                        help="only profile `guetteur detect` (cProfile) on the x1 file of this scale; no table")
+    args = parser.parse_args(argv)
+    params = SCALES[args.scale]
+    started = time.perf_counter()
+    work = args.output
+    os.makedirs(work, exist_ok=True)
+    runs = os.path.join(work, "runs")
+    if args.profile:
+        base = simulate(work, args.guetteur, params["seed"], params["days"], params["actors"])
+        print(profile_detect(args.guetteur, base, os.path.join(runs, f"profile-{args.scale}")))
+        return 0
+
+    plan = []  # (row name, path)
+    base = simulate(work, args.guetteur, params["seed"], params["days"], params["actors"])
+    base_key = f"sim-s{params['seed']}-d{params['days']}-a{params['actors']}"
+    for factor in (int(f) for f in args.events_factors.split(",")):
+        plan.append((f"events x{factor}", events_file(work, base, base_key, factor, params["days"])))
+    for factor in (int(f) for f in args.accounts_factors.split(",")):
+        plan.append((f"accounts x{factor}", accounts_file(work, base, base_key, factor)))
+    prepared = time.perf_counter() - started
+
+    rows, measured, skipped = [], {}, []
+    # Smallest files first, so a budget cut drops the largest rows, not a whole dimension.
+    for name, path in sorted(plan, key=lambda item: os.path.getsize(item[1])):
+        if path not in measured and measured and args.budget:
+            # Projected from the slowest detect so far (s per byte): skip a row that would overrun the budget.
+            per_byte = max(r["detect_seconds"] / r["file_bytes"] for r in measured.values())
+            projected = per_byte * os.path.getsize(path) * 1.15
+            left = args.budget - (time.perf_counter() - started)
+            if projected > left:
+                print(f"bench: {name}: skipped, projected {projected:.0f} s > {left:.0f} s left of "
+                      f"BENCH_BUDGET={args.budget:.0f}", file=sys.stderr, flush=True)
+                skipped.append({"row": name, "file": path, "projected_seconds": projected, "seconds_left": left})
+                continue
+        if path in measured:  # events x1 and accounts x1 are the same file: one measurement, two rows
+            rows.append(dict(measured[path], row=name))
+        else:
+            print(f"bench: {name}: {path}", file=sys.stderr, flush=True)
+            measured[path] = measure_row(name, path, args.guetteur, os.path.join(runs, name.replace(" ", "-")))
+            rows.append(measured[path])
+        print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+
+    order = [name for name, _ in plan]
+    rows.sort(key=lambda row: order.index(row["row"]))
+    state = None if args.no_train else state_per_account(args.guetteur, base, os.path.join(runs, "train"))
+    report = {
+        "scale": args.scale,
+        "simulation": params,
+        "rows": rows,
+        "skipped_rows": skipped,
+        "state_per_account": state,
+        "rss_per_account": rss_per_account(rows),
+        "verdict": verdict(rows),
+        "notes": [
+            "plain = orjson.loads + datetime.fromisoformat + dict count per (actor, 5-min window), one Python thread",
+            "detect = `guetteur detect` subprocess on the local runner, wall time incl. start-up; peak RSS by os.wait4",
+            "ratio = detect ev/s / plain ev/s on the same file in the same run",
+        ],
+        "prepare_seconds": prepared,
+        "total_seconds": time.perf_counter() - started,
+    }
+    with open(os.path.join(work, "report.json"), "w") as handle:
+        json.dump(report, handle, indent=2, sort_keys=True)
+
+    print(format_table(rows))
+    for skip in skipped:
+        print(f"{skip['row']:<13}skipped: projected {skip['projected_seconds']:,.0f} s > {skip['seconds_left']:,.0f} s left of the budget")
+    if state:
+        print(f"state per account: {state['bytes_per_account']:,.0f} B of Parquet baselines "
+              f"({state['parquet_bytes']:,} B / {state['accounts']:,} accounts, `guetteur train` on the x1 file)")
+    growth = report["rss_per_account"]
+    if growth:
+        print(f"detect peak RSS growth per extra account: {growth['bytes_per_extra_account']:,.0f} B")
+    v = report["verdict"]
+    print(f"target: detect >= {TARGET_RATIO:.0%} of plain Python -> measured {v['ratio_x1']:.1%} "
+          f"({'met' if v['meets_speed_target'] else 'NOT met'}); peak RSS {v['events_max_row']} / x1 = "
+          f"{v['rss_events_max_over_x1'] or float('nan'):.2f}, {v['accounts_max_row']} / x1 = "
+          f"{v['rss_accounts_max_over_x1'] or float('nan'):.2f}")
+    print(f"bench: {report['total_seconds']:.0f} s in all -> {os.path.join(work, 'report.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`make bench` plumbing on a tiny input: counting, account spreading, table and report. Never speed."""
+
+import json
+
+from pipelines import bench
+
+LINES = [
+    b'{"ts":"2026-03-23T06:27:01.721Z","event_id":"evt-1","actor":"acct-1","action":"login"}\n',
+    b'{"ts":"2026-03-23T06:29:59.000Z","event_id":"evt-2","actor":"acct-1","action":"consult"}\n',
+    b'{"ts":"2026-03-23T06:30:00.000Z","event_id":"evt-3","actor":"acct-1","action":"consult"}\n',
+    b'{"ts":"2026-03-23T06:31:00.000Z","event_id":"evt-4","actor":"acct-2","action":"consult"}\n',
+    b'not json at all\n',
+]
+
+
+def _write(tmp_path, lines=LINES):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(lines))
+    return str(path)
+
+
+def test_plain_count_counts_per_actor_and_five_minute_window(tmp_path):
+    result = bench.plain_count(_write(tmp_path))
+    assert result["events"] == 4
+    assert result["bad_lines"] == 1
+    assert result["accounts"] == 2
+    # acct-1: 06:25 window (2 events) and 06:30 window (1); acct-2: 06:30 window.
+    assert result["account_windows"] == 3
+
+
+def test_spread_accounts_keeps_every_line_and_multiplies_accounts(tmp_path):
+    many = [
+        b'{"ts":"2026-03-23T06:27:01.721Z","event_id":"evt-%d","actor":"acct-1","action":"consult"}\n' % i
+        for i in range(200)
+    ] + [b"broken\n"]
+    source = _write(tmp_path, many)
+    target = str(tmp_path / "spread.jsonl")
+    bench.spread_accounts(source, target, 10)
+    with open(target, "rb") as handle:
+        out = handle.readlines()
+    assert len(out) == len(many)
+    assert out[-1] == b"broken\n"
+    spread = bench.plain_count(target)
+    assert spread["events"] == 200
+    assert 2 < spread["accounts"] <= 10
+    # Deterministic: the same file twice.
+    again = str(tmp_path / "again.jsonl")
+    bench.spread_accounts(source, again, 10)
+    assert open(again, "rb").read() == open(target, "rb").read()
+
+
+def _row(name, events, accounts, rss, ratio=0.05):
+    return {
+        "row": name, "events": events, "accounts": accounts, "plain_events_per_s": 100_000.0,
+        "detect_seconds": 2.0, "detect_events_per_s": 5_000.0, "ratio": ratio, "detect_peak_rss_mb": rss,
+    }
+
+
+def test_table_report_and_verdict():
+    rows = [_row("events x1", 1000, 10, 100.0), _row("events x4", 4000, 10, 120.0),
+            _row("accounts x1", 1000, 10, 100.0), _row("accounts x100", 1000, 1000, 300.0)]
+    table = bench.format_table(rows).splitlines()
+    assert table[0].split()[:3] == ["row", "events", "accounts"]
+    assert len(table) == 2 + len(rows)
+    assert "accounts x100" in table[-1] and "1,000" in table[-1]
+    verdict = bench.verdict(rows)
+    assert verdict["meets_speed_target"] is False
+    assert verdict["rss_events_max_over_x1"] == 1.2
+    assert verdict["rss_accounts_max_over_x1"] == 3.0
+    growth = bench.rss_per_account(rows)
+    assert growth["bytes_per_extra_account"] == 200 * 1024 * 1024 / 990
+    json.dumps({"rows": rows, "verdict": verdict, "growth": growth})
+
+
+def test_main_writes_report_with_a_stub_detect(tmp_path, monkeypatch):
+    events = _write(tmp_path)
+    monkeypatch.setattr(bench, "simulate", lambda work, guetteur, seed, days, actors: events)
+    monkeypatch.setattr(bench, "run_detect",
+                        lambda guetteur, path, output: {"seconds": 1.0, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
+    out = tmp_path / "bench"
+    assert bench.main(["--output", str(out), "--scale", "tiny", "--no-train",
+                       "--events-factors", "1,2", "--accounts-factors", "1,10"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [row["row"] for row in report["rows"]] == ["events x1", "events x2", "accounts x1", "accounts x10"]
+    assert report["rows"][0]["ratio"] == report["rows"][0]["detect_events_per_s"] / report["rows"][0]["plain_events_per_s"]
+    assert report["rows"][0]["detect_events_per_s"] == 4.0
+    assert report["state_per_account"] is None
+    assert report["rows"][1]["events"] == 2 * report["rows"][0]["events"]  # a shifted copy, nothing merged
+    assert report["rows"][1]["account_windows"] == 2 * report["rows"][0]["account_windows"]
+
+
+def test_shifted_copies_move_dates_and_keep_bad_dates(tmp_path):
+    source = _write(tmp_path, LINES + [b'{"ts":"2026-02-30T00:00:00Z","event_id":"evt-9","actor":"acct-1"}\n'])
+    target = str(tmp_path / "x2.jsonl")
+    bench.shifted_copies(source, target, 2, 28)
+    lines = open(target, "rb").read().splitlines()
+    assert len(lines) == 2 * (len(LINES) + 1)
+    assert b'"ts":"2026-04-20T06:27:01.721Z","event_id":"evt-1-c1"' in lines[len(LINES) + 1]
+    assert lines[-1] == b'{"ts":"2026-02-30T00:00:00Z","event_id":"evt-9-c1","actor":"acct-1"}'
