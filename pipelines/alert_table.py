@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable, List
 
 _SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def terminal_safe(text: str) -> str:
+    """Account ids come from untrusted logs: control, format (bidi override) and other
+    invisible characters are shown escaped, so a hostile id cannot rewrite the analyst's terminal."""
+    return "".join(
+        ch if unicodedata.category(ch)[0] not in "CZ" or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in str(text)
+    )
 
 
 def latest_per_incident(alerts: Iterable[dict]) -> List[dict]:
@@ -23,9 +33,11 @@ def format_alert_table(alerts: Iterable[dict], limit: int = 20) -> str:
     lines = [f"{len(incidents)} incident(s)", header, "-" * len(header)]
     for alert in incidents[:limit]:
         expected = alert.get("expected") or {}
+        related = ",".join(terminal_safe(r) for r in alert.get("related_accounts") or [])
         lines.append(
-            f"{alert['detected_at']:20}  {alert['severity']:8}  {alert['rule'][:20]:20}  {alert['actor'][:14]:14}  "
-            f"{alert['observed']:>9,}  {expected.get('threshold', 0):>9,.0f}  {','.join(alert.get('related_accounts') or [])}"
+            f"{terminal_safe(alert['detected_at']):20}  {terminal_safe(alert['severity']):8}  "
+            f"{terminal_safe(alert['rule'])[:20]:20}  {terminal_safe(alert['actor'])[:14]:14}  "
+            f"{alert['observed']:>9,}  {expected.get('threshold', 0):>9,.0f}  {related}"
         )
     if len(incidents) > limit:
         lines.append(f"... {len(incidents) - limit} more")
