@@ -4,8 +4,6 @@ Events are folded into these summaries before any per-account state is
 touched, so state work grows with windows, not with events.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional, Sequence
 
 import apache_beam as beam

@@ -7,8 +7,6 @@ Alerts carry account ids, record counts and times — never the personal data of
 the people whose files were read.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional, Sequence
 
 import apache_beam as beam

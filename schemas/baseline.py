@@ -6,8 +6,6 @@ starts from; the rest is the short memory of an ongoing stream: the last day of
 windows (for rolling sums) and open incidents.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional, Sequence
 
 import apache_beam as beam

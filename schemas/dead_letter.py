@@ -5,8 +5,6 @@ stable reason code that operators can count and alert on, and a detail that
 says what exactly was wrong.
 """
 
-from __future__ import annotations
-
 import base64
 from typing import NamedTuple, Optional
 

@@ -5,8 +5,6 @@ downstream relies on the invariants checked there (non-empty actor, count >= 1,
 timestamp in epoch milliseconds UTC).
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple, Optional
 
 import apache_beam as beam

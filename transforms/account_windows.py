@@ -149,7 +149,10 @@ class AccountActivityFn(beam.CombineFn):
 
     def merge_accumulators(self, accumulators) -> ActivityFold:
         accumulators = iter(accumulators)
-        merged = next(accumulators)
+        # A streaming runner may merge nothing at all (Flink does).
+        merged = next(accumulators, None)
+        if merged is None:
+            return self.create_accumulator()
         for other in accumulators:
             merged.merge(other)
         return merged
