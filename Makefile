@@ -21,7 +21,7 @@ $(STAMP): requirements.lock setup.py
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-test: setup prometheus
+test: setup prometheus tools
 	$(BIN)/python -m pytest -q tests
 
 # A real Prometheus server and promtool for the metrics tests: Debian's prometheus package, unpacked
@@ -85,6 +85,27 @@ BENCH_SCALE ?= full
 .PHONY: bench
 bench: setup
 	BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python -m pipelines.bench --output $(BENCH_DIR)
+
+# Runner tools (issue 4), fetched into .cache/ by deploy/local/fetch.sh on first use: Beam's Flink
+# runner + job server + KafkaIO expansion service classpath and a Kafka broker (Maven Central), a Flink
+# session cluster (PyPI apache-flink-libraries, for demo-flink only), Prism (go install). The stamps
+# make later runs free; the tests call the same script, so `make test` works without this step too.
+.PHONY: tools demo-flink
+TOOLS_STAMP := .cache/.tools-$(shell cat deploy/local/versions.sh deploy/local/fetch.sh | cksum | cut -d' ' -f1)
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	deploy/local/fetch.sh flink-runner kafka prism
+	@touch $@
+
+# Simulated traffic streamed at DEMO_RATE events/s into Kafka, detection on a real Flink session
+# cluster (JobManager + TaskManager), alerts printed as they arrive, latency and rates measured,
+# everything stopped at the end (deploy/local/demo-flink.sh). Ports: free ones, 9249-9259 for metrics.
+DEMO_RATE ?= 2000
+demo-flink: setup tools
+	deploy/local/fetch.sh flink-dist
+	DEMO_RATE=$(DEMO_RATE) DEMO_DAYS=$(or $(DEMO_FLINK_DAYS),7) DEMO_ACTORS=$(or $(DEMO_FLINK_ACTORS),150) DEMO_SEED=$(DEMO_SEED) \
+	  deploy/local/demo-flink.sh
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

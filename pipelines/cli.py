@@ -165,8 +165,10 @@ def run_detect(args, beam_args: List[str]) -> int:
     from pipelines.detect import build_pipeline
     from pipelines.options import GuetteurOptions, resolve_runner
 
-    _check_input(args.input)
-    _check_output_dir(args.output)
+    if not args.input.startswith("kafka://"):  # kafka://HOST:PORT/TOPIC: read through KafkaIO (README)
+        _check_input(args.input)
+    if not args.output.startswith("kafka://"):  # kafka://HOST:PORT/PREFIX: PREFIX.alerts, PREFIX.deadletter
+        _check_output_dir(args.output)
     _load_settings(args)
     flags = [
         f"--runner={resolve_runner(args.runner)}",

@@ -18,6 +18,10 @@ from transforms.batch_ingest import ReadAndFoldFiles
 from transforms.detection import DetectAnomalies
 from transforms.detection_config import DetectionConfig, load_detection_config
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping
+from schemas.alert import alert_to_json
+from schemas.dead_letter import dead_letter_to_json
+from transforms.kafka_io import ReadEventsFromKafka, WriteJsonToKafka, is_kafka_url, parse_kafka_url
+from transforms.read_events import ParseEvents, ReadEvents
 from transforms.write_outputs import WriteAlerts, WriteDeadLetters
 
 
@@ -44,13 +48,56 @@ def build_detection(
     mapping: FieldMapping = DEFAULT_MAPPING,
     baselines_path: Optional[str] = None,
     emit_baselines: bool = False,
+    kafka: Optional[KafkaSettings] = None,
 ) -> DetectionOutputs:
     initial = read_baselines(pipeline, baselines_path) if baselines_path else None
-    # A batch replay: lines are folded per account and window as they are read.
-    folds, dead_letters = pipeline | "ReadFiles" >> ReadAndFoldFiles(input_pattern, config.window_minutes, mapping)
-    detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True)
+    if is_kafka_url(input_pattern):
+        events, dead_letters = _read_events(pipeline, input_pattern, mapping, kafka)
+        detected = events | "Detect" >> DetectAnomalies(config, initial, emit_baselines)
+    else:
+        # A batch replay: lines are folded per account and window as they are read.
+        events = None
+        folds, dead_letters = pipeline | "ReadFiles" >> ReadAndFoldFiles(input_pattern, config.window_minutes, mapping)
+        detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True)
     alerts, learned = detected if emit_baselines else (detected, None)
-    return DetectionOutputs(None, dead_letters, alerts, learned)
+    return DetectionOutputs(events, dead_letters, alerts, learned)
+
+
+class KafkaSettings(NamedTuple):
+    """How to reach Kafka when --input or --output is a kafka:// URL (transforms/kafka_io.py)."""
+
+    expansion_service: Optional[str]
+    group_id: Optional[str] = None
+    max_records: Optional[int] = None
+
+    @classmethod
+    def from_options(cls, options: GuetteurOptions) -> "KafkaSettings":
+        return cls(options.expansion_service, options.kafka_group_id, options.kafka_max_records)
+
+
+def _read_events(pipeline, input_location: str, mapping: FieldMapping, kafka: Optional[KafkaSettings]):
+    if not is_kafka_url(input_location):
+        return pipeline | "ReadEvents" >> ReadEvents(input_location, mapping)
+    if kafka is None or not kafka.expansion_service:
+        raise ValueError("reading from Kafka needs --expansion_service HOST:PORT")
+    bootstrap, topic = parse_kafka_url(input_location)
+    return (
+        pipeline
+        | "ReadKafkaEvents" >> ReadEventsFromKafka(bootstrap, topic, kafka.expansion_service, group_id=kafka.group_id,
+                                                    max_num_records=kafka.max_records)
+        | "ParseKafkaEvents" >> ParseEvents(mapping)
+    )
+
+
+def _write_to_kafka(outputs: DetectionOutputs, output_url: str, kafka: KafkaSettings) -> None:
+    """Alerts to PREFIX.alerts (keyed by actor), dead letters to PREFIX.deadletter (keyed by source)."""
+    if not kafka.expansion_service:
+        raise ValueError("writing to Kafka needs --expansion_service HOST:PORT")
+    bootstrap, prefix = parse_kafka_url(output_url)
+    outputs.alerts | "WriteAlertsToKafka" >> WriteJsonToKafka(
+        bootstrap, f"{prefix}.alerts", kafka.expansion_service, alert_to_json, lambda alert: alert.actor)
+    outputs.dead_letters | "WriteDeadLettersToKafka" >> WriteJsonToKafka(
+        bootstrap, f"{prefix}.deadletter", kafka.expansion_service, dead_letter_to_json, lambda letter: letter.source)
 
 
 def _settings(options: GuetteurOptions):
@@ -61,7 +108,11 @@ def _settings(options: GuetteurOptions):
 
 def build_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -> DetectionOutputs:
     config, mapping = _settings(options)
-    outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines)
+    kafka = KafkaSettings.from_options(options)
+    outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines, kafka=kafka)
+    if is_kafka_url(options.output):
+        _write_to_kafka(outputs, options.output, kafka)
+        return outputs
     outputs.alerts | "WriteAlerts" >> WriteAlerts(options.output)
     outputs.dead_letters | "WriteDeadLetters" >> WriteDeadLetters(options.output)
     return outputs
