@@ -7,7 +7,7 @@ sorted, shuffled, in one batch or as a stream.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Optional
 
 import apache_beam as beam
 from apache_beam import pvalue
