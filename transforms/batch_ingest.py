@@ -28,8 +28,6 @@ from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, pa
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
 
 RANGE_BYTES = 32 << 20
-# Counters are reported every this many lines, so that live metrics and progress move during a range.
-REPORT_EVERY_LINES = 10_000
 # Flush folds early when a range holds this many account-windows, to bound memory.
 MAX_OPEN_FOLDS = 200_000
 
@@ -102,10 +100,6 @@ class _FoldRange(beam.DoFn):
         rejected: Dict[str, int] = {}
         for line in _lines(file_range):
             lines += 1
-            if lines == REPORT_EVERY_LINES:
-                self._report(lines, accepted, rejected)
-                lines = accepted = 0
-                rejected = {}
             try:
                 event = parse_event_line(line, mapping)
             except Rejected as rejection:
