@@ -159,18 +159,11 @@ def _counter_totals(result) -> dict:
     return totals
 
 
-def run_detect(args, beam_args: List[str]) -> int:
-    import apache_beam as beam
-
-    from pipelines.detect import build_pipeline
+def _pipeline_options(args, beam_args: List[str]):
+    """The pipeline options `detect` and `train` share: runner, input, output, settings, baselines."""
     from pipelines.options import GuetteurOptions, resolve_runner
 
-    if not args.input.startswith("kafka://"):  # kafka://HOST:PORT/TOPIC: read through KafkaIO (README)
-        _check_input(args.input)
-    if not args.output.startswith("kafka://"):  # kafka://HOST:PORT/PREFIX: PREFIX.alerts, PREFIX.deadletter
-        _check_output_dir(args.output)
-    _load_settings(args)
-    flags = [
+    return GuetteurOptions([
         f"--runner={resolve_runner(args.runner)}",
         f"--input={args.input}",
         f"--output={args.output}",
@@ -178,8 +171,20 @@ def run_detect(args, beam_args: List[str]) -> int:
         *([f"--field_mapping={args.field_mapping}"] if args.field_mapping else []),
         *([f"--baselines={args.baselines}"] if args.baselines else []),
         *beam_args,
-    ]
-    options = GuetteurOptions(flags)
+    ])
+
+
+def run_detect(args, beam_args: List[str]) -> int:
+    import apache_beam as beam
+
+    from pipelines.detect import build_pipeline
+
+    if not args.input.startswith("kafka://"):  # kafka://HOST:PORT/TOPIC: read through KafkaIO (README)
+        _check_input(args.input)
+    if not args.output.startswith("kafka://"):  # kafka://HOST:PORT/PREFIX: PREFIX.alerts, PREFIX.deadletter
+        _check_output_dir(args.output)
+    _load_settings(args)
+    options = _pipeline_options(args, beam_args)
     observation = _observation(args)
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=observation.runner, options=options)
@@ -249,22 +254,12 @@ def run_train(args, beam_args: List[str]) -> int:
     import apache_beam as beam
 
     from pipelines.detect import build_training_pipeline
-    from pipelines.options import GuetteurOptions, resolve_runner
 
     _check_input(args.input)
     _check_output_dir(os.path.dirname(os.path.abspath(args.output)))
     _load_settings(args)
     _check_baselines(args.baselines)
-    flags = [
-        f"--runner={resolve_runner(args.runner)}",
-        f"--input={args.input}",
-        f"--output={args.output}",
-        *([f"--detection_config={args.config}"] if args.config else []),
-        *([f"--field_mapping={args.field_mapping}"] if args.field_mapping else []),
-        *([f"--baselines={args.baselines}"] if args.baselines else []),
-        *beam_args,
-    ]
-    options = GuetteurOptions(flags)
+    options = _pipeline_options(args, beam_args)
     started = time.monotonic()
     pipeline = beam.Pipeline(options=options)
     build_training_pipeline(pipeline, options)

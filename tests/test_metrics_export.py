@@ -25,20 +25,9 @@ from pipelines.metrics_export import (
 from pipelines.progress import ProgressReporter, format_progress
 
 from tests.event_factory import MONDAY_MS, MS_PER_MINUTE, burst, office_days, write_jsonl
+from tests.polling import wait_for
 
 NS = "guetteur_test"
-
-
-def wait_for(read, done, what, timeout_s=120):
-    """Polls read() until done(value); fails (not flakes) after a generous timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.05)
 
 
 def families(text):

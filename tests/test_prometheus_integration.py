@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from tests import polling
 
 REPO = Path(__file__).resolve().parents[1]
 PROM_DIR = REPO / "deploy" / "prometheus"
@@ -72,16 +73,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(read, done, what, timeout_s=180):
-    """Polls until done(read()); a generous timeout turns a hang into a failure, never a flake."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last: {value!r}")
-        time.sleep(0.2)
+def wait_for(read, done, what):
+    return polling.wait_for(read, done, what, timeout_s=180, interval_s=0.2)
 
 
 # ---------------------------------------------------------------- what the dashboards and rules ask
