@@ -4,7 +4,8 @@ Beam's per-element cost is paid per element, so a replay that makes every
 line an element spends most of its time in the runner. Here one element is a
 byte range of a file (32 MiB, or a whole compressed file): its lines are read,
 validated and folded into one `ActivityFold` per account and window in plain
-Python, and only the folds — and the dead letters — become elements.
+Python, and only the folds — one element per account and range, holding all
+its windows — and the dead letters become elements.
 
 Validation, dead-letter reasons and counters are exactly those of
 `transforms/read_events.py`; a range owns every line that starts inside it, so
@@ -24,6 +25,7 @@ from apache_beam.metrics import Metrics
 
 from schemas.dead_letter import DeadLetter
 from transforms.account_windows import ActivityFold
+from transforms.batch_windows import pack_folds
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
 
@@ -74,7 +76,7 @@ def _lines(file_range: FileRange) -> Iterable[bytes]:
 
 
 class _FoldRange(beam.DoFn):
-    """One file range -> (actor, ActivityFold) per account and window, plus dead letters."""
+    """One file range -> (actor, packed [(window_start_ms, ActivityFold), ...]) per account, plus dead letters."""
 
     def __init__(self, window_ms: int, mapping: FieldMapping):
         self._window_ms = window_ms
@@ -89,9 +91,15 @@ class _FoldRange(beam.DoFn):
         self._newest_ms = 0  # across ranges: the position gauge never moves back
 
     def _emit(self, folds: Dict[Tuple[str, int], ActivityFold]):
+        by_actor: Dict[str, list] = {}
         for (actor, window_start_ms), fold in folds.items():
-            yield beam.window.TimestampedValue((actor, fold), window_start_ms / 1000.0)
+            windows = by_actor.get(actor)
+            if windows is None:
+                windows = by_actor[actor] = []
+            windows.append((window_start_ms, fold))
         folds.clear()
+        for actor, windows in by_actor.items():
+            yield actor, pack_folds(windows)
 
     def process(self, file_range: FileRange):
         window_ms, mapping = self._window_ms, self._mapping
@@ -136,7 +144,11 @@ class _FoldRange(beam.DoFn):
 
 
 class ReadAndFoldFiles(beam.PTransform):
-    """JSON Lines files (path or glob; plain or .gz) -> ((actor, ActivityFold) timestamped, dead letters)."""
+    """JSON Lines files (path or glob; plain or .gz) -> (per-range folds of each account, dead letters).
+
+    The folds are (actor, [(window_start_ms, ActivityFold), ...]); an account's
+    window may be split across ranges: `MergeRangeFolds` puts it back together.
+    """
 
     def __init__(self, file_pattern: str, window_minutes: int, mapping: FieldMapping = DEFAULT_MAPPING,
                  range_bytes: int = RANGE_BYTES):
@@ -157,6 +169,7 @@ class ReadAndFoldFiles(beam.PTransform):
                 DEAD_LETTER_TAG, main="folds"
             )
         )
+        results.folds.element_type = beam.typehints.KV[str, bytes]
         dead_letters = results[DEAD_LETTER_TAG]
         dead_letters.element_type = DeadLetter
         return results.folds, dead_letters

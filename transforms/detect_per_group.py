@@ -1,8 +1,10 @@
-"""Detection in event-time order, per organisation, as a stateful DoFn.
+"""Detection in event-time order, per organisation.
 
-Windows are buffered and replayed in event-time order when the watermark
-passes them, so the same events give the same alerts whether they arrive
-sorted, shuffled, in one batch or as a stream.
+In a stream, a stateful DoFn buffers windows and replays them in event-time
+order when the watermark passes them. In a batch, all of an organisation's
+windows are grouped and replayed sorted in one pass, with no state to encode
+per window. Either way the same events give the same alerts whether they
+arrive sorted, shuffled, in one batch or as a stream.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.activity import AccountActivity
+from schemas.activity import AccountActivity, pack_activities, unpack_activities
 from schemas.alert import Alert
 from schemas.baseline import AccountBaseline, GroupState
 from transforms.detection_config import DetectionConfig
@@ -25,6 +27,45 @@ from transforms.group_model import GroupModel, group_key
 from transforms.read_events import METRICS_NAMESPACE
 
 BASELINES_TAG = "baselines"
+
+
+class _DetectionCounters:
+    """The detection metrics, shared by the streaming and the batch DoFn."""
+
+    def __init__(self):
+        self.windows_scored = Metrics.counter(METRICS_NAMESPACE, "windows_scored")
+        self.late_windows = Metrics.counter(METRICS_NAMESPACE, "late_windows")
+        self.duplicates = Metrics.counter(METRICS_NAMESPACE, "events_duplicate")
+        self.accounts = Metrics.counter(METRICS_NAMESPACE, "accounts_tracked")
+        self._alerts: Dict[str, object] = {}
+
+    def scored(self, activities) -> None:
+        late = duplicates = 0
+        for activity in activities:
+            late += activity.late
+            duplicates += activity.duplicates
+        self.windows_scored.inc(len(activities))
+        if late:
+            self.late_windows.inc(late)
+        if duplicates:
+            self.duplicates.inc(duplicates)
+
+    def alert(self, alert: Alert) -> None:
+        name = f"alerts_{alert.rule}_{alert.severity}"
+        counter = self._alerts.get(name)
+        if counter is None:
+            counter = self._alerts[name] = Metrics.counter(METRICS_NAMESPACE, name)
+        counter.inc()
+
+
+def _replay(model: GroupModel, activities, counters: _DetectionCounters):
+    """Score windows in event-time order; yields the alerts."""
+    ordered = sorted(activities, key=lambda a: (a.window_start_ms, a.late, a.actor))
+    counters.scored(ordered)
+    for activity in ordered:
+        for alert in model.step(activity):
+            counters.alert(alert)
+            yield alert
 
 
 class DetectPerGroupFn(beam.DoFn):
@@ -45,11 +86,7 @@ class DetectPerGroupFn(beam.DoFn):
         self._emit_baselines = emit_baselines
 
     def setup(self):
-        self._windows_scored = Metrics.counter(METRICS_NAMESPACE, "windows_scored")
-        self._late_windows = Metrics.counter(METRICS_NAMESPACE, "late_windows")
-        self._duplicates = Metrics.counter(METRICS_NAMESPACE, "events_duplicate")
-        self._accounts = Metrics.counter(METRICS_NAMESPACE, "accounts_tracked")
-        self._alert_counters: Dict[str, object] = {}
+        self._counters = _DetectionCounters()
 
     def process(
         self,
@@ -83,59 +120,83 @@ class DetectPerGroupFn(beam.DoFn):
         stored: Optional[GroupState] = state.read()
         known = 0 if stored is None else len(stored.accounts)
         model = GroupModel(key, self._config, stored)
-        for activity in sorted(activities, key=lambda a: (a.window_start_ms, a.late, a.actor)):
-            self._windows_scored.inc()
-            if activity.late:
-                self._late_windows.inc()
-            if activity.duplicates:
-                self._duplicates.inc(activity.duplicates)
-            for alert in model.step(activity):
-                self._count_alert(alert)
-                yield alert
-        self._accounts.inc(len(model.accounts) - known)
+        yield from _replay(model, activities, self._counters)
+        self._counters.accounts.inc(len(model.accounts) - known)
         state.write(model.state())
         if self._emit_baselines:
             for baseline in model.baselines():
                 yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
 
-    def _count_alert(self, alert: Alert) -> None:
-        name = f"alerts_{alert.rule}_{alert.severity}"
-        counter = self._alert_counters.get(name)
-        if counter is None:
-            counter = self._alert_counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
-        counter.inc()
+
+class DetectPerGroupInBatchFn(beam.DoFn):
+    """(group, [packed AccountActivities, ...]) -> its alerts: a whole bounded history, replayed once."""
+
+    def __init__(self, config: DetectionConfig, emit_baselines: bool = False):
+        self._config = config
+        self._emit_baselines = emit_baselines
+
+    def setup(self):
+        self._counters = _DetectionCounters()
+
+    def process(self, element, baselines):
+        key, packs = element
+        activities = [activity for packed in packs for activity in unpack_activities(packed)]
+        initial = None
+        if key in baselines:
+            # Through the state Row, exactly as the streaming DoFn starts from what `train` learned.
+            initial = GroupModel(key, self._config, baselines=baselines[key]).state()
+        model = GroupModel(key, self._config, initial)
+        known = len(model.accounts)
+        yield from _replay(model, activities, self._counters)
+        self._counters.accounts.inc(len(model.accounts) - known)
+        if self._emit_baselines:
+            for baseline in model.baselines():
+                yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
 
 
 class DetectPerGroup(beam.PTransform):
-    """AccountActivity -> Alert records (and, with emit_baselines, the final AccountBaselines).
+    """(actor, AccountActivity) -> Alert records (and, with emit_baselines, the final AccountBaselines).
 
-    `initial_baselines`, a PCollection of AccountBaseline, seeds accounts seen
-    for the first time (from `guetteur train`); they keep learning from there.
+    With `batched=True` the input is instead (group, packed AccountActivities),
+    bounded (transforms/batch_windows.py). `initial_baselines`, a PCollection of
+    AccountBaseline, seeds accounts seen for the first time (from `guetteur
+    train`); they keep learning from there.
     """
 
-    def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False):
+    def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False,
+                 batched: bool = False):
         super().__init__()
         self._config = config
         self._initial = initial_baselines
         self._emit_baselines = emit_baselines
+        self._batched = batched
+
+    def _baselines_side_input(self, pipeline):
+        if self._initial is None:
+            return beam.pvalue.AsDict(pipeline | "NoBaselines" >> beam.Create([]))
+        by_group = (
+            self._initial
+            | "KeyBaselines" >> beam.Map(lambda b: (b.group, b))
+            | "GroupBaselines" >> beam.GroupByKey()
+            | "ListBaselines" >> beam.MapTuple(lambda group, rows: (group, sorted(rows)))
+        )
+        return beam.pvalue.AsDict(by_group)
 
     def expand(self, activities):
-        keyed = activities | "KeyByGroup" >> beam.Map(lambda kv: (group_key(kv[1]), kv[1])).with_output_types(
-            beam.typehints.KV[str, AccountActivity]
-        )
-        if self._initial is not None:
-            by_group = (
-                self._initial
-                | "KeyBaselines" >> beam.Map(lambda b: (b.group, b))
-                | "GroupBaselines" >> beam.GroupByKey()
-                | "ListBaselines" >> beam.MapTuple(lambda group, rows: (group, sorted(rows)))
-            )
-            side = beam.pvalue.AsDict(by_group)
+        side = self._baselines_side_input(activities.pipeline)
+        if self._batched or activities.is_bounded:
+            if not self._batched:
+                activities = activities | "PackByGroup" >> beam.Map(
+                    lambda kv: (group_key(kv[1]), pack_activities([kv[1]]))
+                ).with_output_types(beam.typehints.KV[str, bytes])
+            grouped = activities | "GroupByOrganisation" >> beam.GroupByKey()
+            score = beam.ParDo(DetectPerGroupInBatchFn(self._config, self._emit_baselines), side)
         else:
-            side = beam.pvalue.AsDict(activities.pipeline | "NoBaselines" >> beam.Create([]))
-        results = keyed | "ScoreInOrder" >> beam.ParDo(
-            DetectPerGroupFn(self._config, self._emit_baselines), side
-        ).with_outputs(BASELINES_TAG, main="alerts")
+            keyed = activities | "KeyByGroup" >> beam.Map(lambda kv: (group_key(kv[1]), kv[1])).with_output_types(
+                beam.typehints.KV[str, AccountActivity]
+            )
+            grouped, score = keyed, beam.ParDo(DetectPerGroupFn(self._config, self._emit_baselines), side)
+        results = grouped | "ScoreInOrder" >> score.with_outputs(BASELINES_TAG, main="alerts")
         results.alerts.element_type = Alert
         results[BASELINES_TAG].element_type = AccountBaseline
         if self._emit_baselines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from transforms.account_windows import KeyByActor, SummariseAccountWindows
+from transforms.batch_windows import MergeRangeFolds
 from transforms.detect_per_group import DetectPerGroup
 from transforms.detection_config import DetectionConfig
 
@@ -12,8 +13,8 @@ from transforms.detection_config import DetectionConfig
 class DetectAnomalies(beam.PTransform):
     """Timestamped AccessEvents -> Alert records (and final baselines, with emit_baselines).
 
-    With `folded=True` the input is instead (actor, ActivityFold) pairs already
-    folded upstream (transforms/batch_ingest.py). `initial_baselines`: a
+    With `folded=True` the input is instead the per-range folds of a batch
+    replay (transforms/batch_ingest.py). `initial_baselines`: a
     PCollection of AccountBaseline learned by `guetteur train`.
     """
 
@@ -26,7 +27,13 @@ class DetectAnomalies(beam.PTransform):
         self._folded = folded
 
     def expand(self, events):
-        keyed = events if self._folded else events | "KeyByActor" >> KeyByActor()
+        if self._folded:
+            return (
+                events
+                | "MergeRangeFolds" >> MergeRangeFolds(self._config.window_minutes)
+                | "DetectPerGroup" >> DetectPerGroup(self._config, self._initial, self._emit_baselines, batched=True)
+            )
+        keyed = events | "KeyByActor" >> KeyByActor()
         return (
             keyed
             | "SummariseWindows"
