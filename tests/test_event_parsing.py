@@ -172,3 +172,42 @@ def test_arbitrary_objects_are_accepted_or_rejected_with_a_known_reason(obj):
         assert rejection.reason in dl.REASONS
     else:
         assert event.count >= 1 and event.actor.strip()
+
+
+_TIMESTAMP_TEXT = st.builds(
+    lambda ms, edits: _edit(_format_ms(ms), edits),
+    st.integers(min_value=946_684_800_000, max_value=4_102_444_799_999),
+    st.lists(st.tuples(st.integers(0, 23), st.sampled_from("0123456789:.TZtz -+_\u0665")), max_size=2),
+)
+
+
+def _format_ms(ms: int) -> str:
+    from datetime import datetime, timezone
+
+    moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def _edit(text: str, edits) -> str:
+    for position, char in edits:
+        text = text[:position] + char + text[position + 1:]
+    return text
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_TIMESTAMP_TEXT)
+def test_the_fast_timestamp_path_agrees_with_datetime(text):
+    """The common `YYYY-MM-DDTHH:MM:SS.mmmZ` shape is parsed without datetime: same instant, same refusals.
+
+    (Before 1970 the two may round differently; such times are refused as out of range anyway.)
+    """
+    from schemas.timestamps import MAX_EVENT_MS, MIN_EVENT_MS, _parse_with_datetime, parse_rfc3339_ms
+
+    def outcome(parse):
+        try:
+            ms = parse(text)
+        except (ValueError, OverflowError):
+            return "refused"
+        return ms if MIN_EVENT_MS <= ms < MAX_EVENT_MS else "out of range"
+
+    assert outcome(parse_rfc3339_ms) == outcome(_parse_with_datetime)

@@ -28,6 +28,7 @@ MAX_TEXT_CHARS = 4096  # optional text fields beyond this are truncated, not rej
 UTF8_BOM = b"\xef\xbb\xbf"
 
 OPTIONAL_TEXT_FIELDS = ("record", "target", "org", "actor_type", "app", "ip", "ua", "session", "event_id")
+assert OPTIONAL_TEXT_FIELDS == AccessEvent._fields[4:], "events are built positionally"
 # Ids are often numeric in source systems; accepting integers here loses no meaning.
 ID_FIELDS = frozenset({"record", "target", "session", "event_id", "org"})
 
@@ -163,22 +164,35 @@ def _parse_text(name: str, value: Any) -> Optional[str]:
     raise Rejected(dl.WRONG_TYPE, f"field {name!r} must be a string")
 
 
+def _optional_text(name: str, value: Any) -> Optional[str]:
+    # The common case inline: _parse_text for everything else.
+    if value is None:
+        return None
+    if type(value) is str:
+        if len(value) > MAX_TEXT_CHARS:
+            return value[:MAX_TEXT_CHARS]
+        return value or None
+    return _parse_text(name, value)
+
+
 def event_from_object(obj: Any, mapping: FieldMapping = DEFAULT_MAPPING) -> AccessEvent:
     """The AccessEvent for a decoded JSON value, or Rejected."""
     if not isinstance(obj, dict):
         raise Rejected(dl.NOT_AN_OBJECT, f"a JSON {type(obj).__name__} is not an event object")
     if "ts" not in obj and mapping.marker in obj:
         obj = _flatten_ecs(obj, mapping)
+    get = obj.get
 
     for required in ("ts", "actor", "action"):
-        if obj.get(required) is None:
+        if get(required) is None:
             raise Rejected(dl.MISSING_FIELD, f"field {required!r} is required")
 
     actor = obj["actor"]
-    if isinstance(actor, int) and not isinstance(actor, bool):
-        actor = str(actor)
-    if not isinstance(actor, str):
-        raise Rejected(dl.WRONG_TYPE, "field 'actor' must be a string")
+    if type(actor) is not str:
+        if isinstance(actor, int) and not isinstance(actor, bool):
+            actor = str(actor)
+        if not isinstance(actor, str):
+            raise Rejected(dl.WRONG_TYPE, "field 'actor' must be a string")
     if not actor.strip():
         raise Rejected(dl.OUT_OF_RANGE, "field 'actor' is empty")
     if len(actor) > MAX_ACTOR_CHARS:
@@ -191,9 +205,13 @@ def event_from_object(obj: Any, mapping: FieldMapping = DEFAULT_MAPPING) -> Acce
         raise Rejected(dl.OUT_OF_RANGE, "field 'action' is empty")
 
     ts_ms = _parse_ts(obj["ts"])
-    count = _parse_count(obj.get("count"))
-    texts = {name: _parse_text(name, obj.get(name)) for name in OPTIONAL_TEXT_FIELDS}
-    return AccessEvent(ts_ms=ts_ms, actor=actor, action=action[:64], count=count, **texts)
+    count = get("count")
+    count = 1 if count is None else _parse_count(count)
+    # Positional, in AccessEvent's field order (OPTIONAL_TEXT_FIELDS follows it): this runs per line.
+    return AccessEvent._make((
+        ts_ms, actor, action[:64], count,
+        *[_optional_text(name, get(name)) for name in OPTIONAL_TEXT_FIELDS],
+    ))
 
 
 def parse_event_line(line: bytes, mapping: FieldMapping = DEFAULT_MAPPING) -> AccessEvent:
