@@ -17,7 +17,7 @@ from apache_beam.utils.timestamp import Duration
 from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from schemas.activity import AccountActivity
-from schemas.event import ACCOUNT_CREATE, CONSULT, EXPORT, SEARCH, AccessEvent, action_kind
+from schemas.event import ACCOUNT_CREATE, CONSULT, EXPORT, SEARCH, AccessEvent
 from transforms.record_sketches import DistinctRecords
 
 # Sum slots. A list, not an object: folds are merged and encoded per bundle.
@@ -29,17 +29,15 @@ _N_COUNTED = 6  # the slots an event contributes to (all but _DUPLICATES)
 _Contribution = Tuple[int, int, int, int, int, int, Optional[str]]
 
 
+# action -> (consult, search, export, account_create): one lookup per event instead of comparisons.
+_KIND_FLAGS = {CONSULT: (1, 0, 0, 0), SEARCH: (0, 1, 0, 0), EXPORT: (0, 0, 1, 0), ACCOUNT_CREATE: (0, 0, 0, 1)}
+_NO_KIND = (0, 0, 0, 0)
+
+
 def _contribution(event: AccessEvent) -> _Contribution:
-    kind = action_kind(event.action)
-    return (
-        1,
-        event.records_touched,
-        kind == CONSULT,
-        kind == SEARCH,
-        kind == EXPORT,
-        kind == ACCOUNT_CREATE,
-        event.target if kind == ACCOUNT_CREATE else None,
-    )
+    consult, search, export, create = _KIND_FLAGS.get(event.action, _NO_KIND)
+    touched = 1 if consult else (event.count if search or export else 0)
+    return (1, touched, consult, search, export, create, event.target if create else None)
 
 
 def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
@@ -77,22 +75,32 @@ class ActivityFold:
 
     def add_event(self, event: AccessEvent) -> None:
         contribution = _contribution(event)
-        if event.event_id is not None:
-            if event.event_id in self.by_id:
-                self.sums[_DUPLICATES] += 1
+        event_id = event.event_id
+        sums = self.sums
+        if event_id is not None:
+            if event_id in self.by_id:
+                sums[_DUPLICATES] += 1
                 return
-            self.by_id[event.event_id] = contribution
-        self._count(contribution)
-        if (contribution[3] or contribution[4]) and contribution[1] > self.sums[_LARGEST_BULK]:
-            self.sums[_LARGEST_BULK] = contribution[1]
-        if contribution[6] is not None:
-            self.created.add(contribution[6])
-        if event.record is not None and contribution[2]:
+            self.by_id[event_id] = contribution
+        _, touched, consult, search, export, create, target = contribution
+        sums[_EVENTS] += 1
+        sums[_TOUCHED] += touched
+        sums[_CONSULTS] += consult
+        sums[_SEARCHES] += search
+        sums[_EXPORTS] += export
+        sums[_CREATIONS] += create
+        if (search or export) and touched > sums[_LARGEST_BULK]:
+            sums[_LARGEST_BULK] = touched
+        if target is not None:
+            self.created.add(target)
+        if consult and event.record is not None:
             self.records.add(event.record)
-        if event.org is not None and event.org != self.org:
-            self.org = _first(self.org, event.org)
-        if event.actor_type is not None and event.actor_type != self.actor_type:
-            self.actor_type = _first(self.actor_type, event.actor_type)
+        org = event.org
+        if org is not None and org != self.org:
+            self.org = _first(self.org, org)
+        actor_type = event.actor_type
+        if actor_type is not None and actor_type != self.actor_type:
+            self.actor_type = _first(self.actor_type, actor_type)
 
     def merge(self, other: "ActivityFold") -> None:
         sums = self.sums

@@ -27,6 +27,7 @@ from schemas.dead_letter import DeadLetter
 from transforms.account_windows import ActivityFold
 from transforms.batch_windows import pack_folds
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
+from transforms.gc_pause import paused_gc
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
 
 RANGE_BYTES = 32 << 20
@@ -102,6 +103,10 @@ class _FoldRange(beam.DoFn):
             yield actor, pack_folds(windows)
 
     def process(self, file_range: FileRange):
+        with paused_gc():
+            yield from self._fold(file_range)
+
+    def _fold(self, file_range: FileRange):
         window_ms, mapping = self._window_ms, self._mapping
         folds: Dict[Tuple[str, int], ActivityFold] = {}
         lines = accepted = 0

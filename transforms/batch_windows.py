@@ -16,6 +16,7 @@ import apache_beam as beam
 
 from schemas.activity import AccountActivity, pack_activities
 from transforms.account_windows import ActivityFold
+from transforms.gc_pause import paused_gc
 from transforms.group_model import group_key
 
 
@@ -29,6 +30,10 @@ class _MergeAccountFolds(beam.DoFn):
         self._window_ms = window_ms
 
     def process(self, element):
+        with paused_gc():
+            yield from self._merge(element)
+
+    def _merge(self, element):
         actor, parts = element
         merged: Dict[int, ActivityFold] = {}
         for packed in parts:

@@ -23,6 +23,7 @@ from schemas.activity import AccountActivity, pack_activities, unpack_activities
 from schemas.alert import Alert
 from schemas.baseline import AccountBaseline, GroupState
 from transforms.detection_config import DetectionConfig
+from transforms.gc_pause import paused_gc
 from transforms.group_model import GroupModel, group_key
 from transforms.read_events import METRICS_NAMESPACE
 
@@ -139,6 +140,10 @@ class DetectPerGroupInBatchFn(beam.DoFn):
         self._counters = _DetectionCounters()
 
     def process(self, element, baselines):
+        with paused_gc():
+            yield from self._detect(element, baselines)
+
+    def _detect(self, element, baselines):
         key, packs = element
         activities = [activity for packed in packs for activity in unpack_activities(packed)]
         initial = None
