@@ -64,6 +64,18 @@ def age_to_day(model: AccountModel, window_end_ms: int, config: DetectionConfig)
     model.active_days += 1
 
 
+def blended_usual(model: AccountModel, slot: int, prior: float, peers: Optional[float], trust_days: int) -> float:
+    """The usual maximum to expect: own history, leaning on peers (else the role) while it is short."""
+    trust = model.trust(trust_days)
+    fallback = peers if peers is not None else prior
+    return trust * model.peaks[slot] + (1.0 - trust) * fallback
+
+
+def threshold_of(value: float, floor: float, multiplier: float, factor: float, floor_factor: float) -> float:
+    """Where a measure starts to alert: rounded as the alert shows it, so scores agree with the alert."""
+    return round(max(floor * floor_factor, multiplier * value * factor), 2)
+
+
 def expectation(
     model: AccountModel,
     slot: int,
@@ -83,16 +95,16 @@ def expectation(
     `floor_factor` (default: the same) scales the floor.
     """
     trust = model.trust(trust_days)
-    fallback, fallback_source = (peers, PEER_GROUP) if peers is not None else (prior, ROLE_PRIOR)
+    fallback_source = PEER_GROUP if peers is not None else ROLE_PRIOR
     own = model.peaks[slot] if model.history_days else None
-    value = trust * model.peaks[slot] + (1.0 - trust) * fallback
+    value = blended_usual(model, slot, prior, peers, trust_days)
     if trust >= 1.0:
         source = OWN_HISTORY
     elif trust <= 0.0:
         source = fallback_source
     else:
         source = f"{OWN_HISTORY}+{fallback_source}"
-    threshold = max(floor * (factor if floor_factor is None else floor_factor), multiplier * value * factor)
+    threshold = threshold_of(value, floor, multiplier, factor, factor if floor_factor is None else floor_factor)
     return Expectation(
         value=round(value, 2),
         unit=unit,
@@ -101,7 +113,7 @@ def expectation(
         peers=None if peers is None else round(peers, 2),
         role=prior,
         history_days=model.history_days,
-        threshold=round(threshold, 2),
+        threshold=threshold,
         adjustments=list(adjustments),
     )
 

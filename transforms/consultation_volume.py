@@ -12,7 +12,7 @@ from typing import List, NamedTuple, Optional
 
 from schemas.alert import Expectation
 from schemas.baseline import PEAK_NOVEL_1H, VOLUME_PEAKS
-from transforms.baselines import expectation
+from transforms.baselines import blended_usual, expectation, threshold_of
 from transforms.detection_config import VOLUME_SCALES, DetectionConfig
 
 RULE = "consultation_volume"
@@ -39,34 +39,49 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
     """The worst crossing among the volume scales and novelty, or None.
 
     `context` is a transforms.group_model.ScoringContext for this account and window.
+    Most windows cross nothing: each measure is first scored against its bare
+    threshold, and the full expectation an alert explains is built only for
+    the measures that cross.
     """
     config: DetectionConfig = context.config
     volume = config.volume
-    prior = config.role_prior(context.model.actor_type)
+    model = context.model
+    prior = config.role_prior(model.actor_type)
     findings = []
     for scale, minutes in VOLUME_SCALES:
         slot = VOLUME_PEAKS[scale]
+        observed = volumes[scale]
+        # Asked on every window, even when trusted: the peer cache is filled by the first asker of the day.
+        peers = context.peer_peak(slot)
+        usual = blended_usual(model, slot, prior.records(scale), peers, volume.trust_days)
+        limit = threshold_of(usual, volume.floor(scale), volume.multiplier(scale), context.factor_for(minutes),
+                             context.floor_factor_for(minutes))
+        if round(observed / limit, 2) <= 1.0:
+            continue
         expected = expectation(
-            context.model, slot, prior.records(scale), context.peer_peak(slot),
+            model, slot, prior.records(scale), peers,
             unit=UNITS[scale],
             floor=volume.floor(scale), multiplier=volume.multiplier(scale),
             factor=context.factor_for(minutes), adjustments=context.adjustments_for(minutes),
             trust_days=volume.trust_days, floor_factor=context.floor_factor_for(minutes),
         )
-        observed = volumes[scale]
         findings.append(
             Finding(RULE, f"records_{scale}", minutes, observed, round(observed / expected.threshold, 2), expected)
         )
     if novel_1h is not None:
         novelty = config.novelty
-        expected = expectation(
-            context.model, PEAK_NOVEL_1H, novelty.floor_1h / novelty.multiplier, None,
-            unit="records never opened before, per 1 h",
-            floor=novelty.floor_1h, multiplier=novelty.multiplier,
-            factor=context.factor, adjustments=context.adjustments, trust_days=0,
-            floor_factor=context.floor_factor,
-        )
-        findings.append(
-            Finding(RULE, "novel_records_1h", 60, novel_1h, round(novel_1h / expected.threshold, 2), expected)
-        )
+        novelty_prior = novelty.floor_1h / novelty.multiplier
+        limit = threshold_of(blended_usual(model, PEAK_NOVEL_1H, novelty_prior, None, 0), novelty.floor_1h,
+                             novelty.multiplier, context.factor, context.floor_factor)
+        if round(novel_1h / limit, 2) > 1.0:
+            expected = expectation(
+                model, PEAK_NOVEL_1H, novelty_prior, None,
+                unit="records never opened before, per 1 h",
+                floor=novelty.floor_1h, multiplier=novelty.multiplier,
+                factor=context.factor, adjustments=context.adjustments, trust_days=0,
+                floor_factor=context.floor_factor,
+            )
+            findings.append(
+                Finding(RULE, "novel_records_1h", 60, novel_1h, round(novel_1h / expected.threshold, 2), expected)
+            )
     return worst(findings)
