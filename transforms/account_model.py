@@ -22,7 +22,7 @@ RECORDS, NOVEL, CREATIONS, CHILD_RECORDS = range(4)
 
 class AccountModel:
     __slots__ = (
-        "actor", "group", "actor_type", "active_days", "current_day", "last_window_end_ms", "peaks",
+        "actor", "group", "actor_type", "_active_days", "history_days", "current_day", "last_window_end_ms", "peaks",
         "day_start_peaks", "typical_1h", "pace_today", "hours_seen", "hours_pending", "hours_today", "portfolio", "created_by", "created_at_ms", "recent", "day_sums",
         "children", "incidents",
     )
@@ -31,7 +31,7 @@ class AccountModel:
         self.actor = actor
         self.group = group
         self.actor_type = actor_type
-        self.active_days = 0
+        self.active_days = 0  # sets history_days too
         self.current_day = -1
         self.last_window_end_ms = 0
         self.peaks: List[float] = [0.0] * len(PEAK_SLOTS)
@@ -109,9 +109,14 @@ class AccountModel:
     # -- history --------------------------------------------------------------------------------
 
     @property
-    def history_days(self) -> int:
-        """Completed active days: the day being scored is not history yet."""
-        return max(0, self.active_days - 1)
+    def active_days(self) -> int:
+        return self._active_days
+
+    @active_days.setter
+    def active_days(self, days: int) -> None:
+        # history_days is read several times per window and scored account: kept, not recomputed.
+        self._active_days = days
+        self.history_days = max(0, days - 1)  # completed active days: the day being scored is not history yet
 
     def trust(self, trust_days: int) -> float:
         return 1.0 if trust_days <= 0 else min(1.0, self.history_days / trust_days)
@@ -142,14 +147,22 @@ class AccountModel:
                 self.day_sums[measure] -= old[1 + measure]
 
     def hour_sum(self, measure: int, window_end_ms: int) -> int:
+        return self.hour_sums(window_end_ms)[measure]
+
+    def hour_sums(self, window_end_ms: int) -> List[int]:
+        """Every measure summed over the hour ending at `window_end_ms`, in one pass."""
         since = window_end_ms - MS_PER_HOUR
-        total = 0
+        sums = [0, 0, 0, 0]
         for point in reversed(self.recent):
-            if point.start_ms < since:
+            start = point.start_ms
+            if start < since:
                 break
-            if point.start_ms < window_end_ms:
-                total += point[1 + measure]
-        return total
+            if start < window_end_ms:
+                sums[0] += point[1]
+                sums[1] += point[2]
+                sums[2] += point[3]
+                sums[3] += point[4]
+        return sums
 
     def day_sum(self, measure: int) -> int:
         return self.day_sums[measure]

@@ -152,13 +152,14 @@ class GroupModel:
         alerts: List[Alert] = []
         context = ScoringContext(config, model, self.peers, start, end)
         subject = Subject(activity.actor, activity.org, model.actor_type)
-        volumes = {"5m": scored, "1h": model.hour_sum(RECORDS, end), "1d": model.day_sum(RECORDS)}
-        novel_1h = model.hour_sum(NOVEL, end) if novelty_applies else None
+        hour = model.hour_sums(end)
+        volumes = {"5m": scored, "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
+        novel_1h = hour[NOVEL] if novelty_applies else None
         consultation = assess_consultation(context, volumes, novel_1h)
         creator_link = [model.created_by] if model.created_by else []
         self._track(model, CONSULTATION_VOLUME, subject, (start, end), activity.records_touched, consultation,
                     creator_link, alerts)
-        creation = assess_creation_rate(context, model.hour_sum(CREATIONS, end), model.day_sum(CREATIONS))
+        creation = assess_creation_rate(context, hour[CREATIONS], model.day_sum(CREATIONS))
         self._track(model, CREATION_RATE, subject, (start, end), activity.creations, creation,
                     list(activity.created), alerts)
         self._attribute_to_creator(model, activity, alerts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from typing import Iterable, List, Optional
+from typing import List, Optional, Tuple
 
 import datasketches
 
@@ -93,40 +93,60 @@ class DistinctRecords:
 
 
 class Portfolio:
-    """A Bloom filter over the records an account has worked on (8 Kib, 4 hashes)."""
+    """A Bloom filter over the records an account has worked on (8 Kib, 4 hashes).
+
+    The bits live in a bytearray, so that setting or testing one is O(1)
+    rather than a new 1 KiB integer each time; its bytes are the same
+    little-endian layout as before (`to_bytes`), so saved baselines still load.
+    """
 
     BITS = 8192
     HASHES = 4
+    # Records come back window after window (an advisor's own files): their bit positions are
+    # remembered, up to this many records per process.
+    POSITIONS_CACHE_LIMIT = 1 << 16
+    _positions_cache: dict = {}
 
     __slots__ = ("bits",)
 
     def __init__(self, data: bytes = b""):
-        self.bits = int.from_bytes(data, "little")
+        self.bits = bytearray(self.BITS // 8)
+        self.bits[:len(data)] = data[:self.BITS // 8]
 
     @classmethod
-    def _positions(cls, record: str) -> Iterable[int]:
-        digest = hashlib.blake2b(record.encode("utf-8"), digest_size=8).digest()
-        first = int.from_bytes(digest[:4], "little")
-        step = int.from_bytes(digest[4:], "little") | 1
-        return [(first + i * step) % cls.BITS for i in range(cls.HASHES)]
+    def _positions(cls, record: str) -> Tuple[int, ...]:
+        positions = cls._positions_cache.get(record)
+        if positions is None:
+            digest = hashlib.blake2b(record.encode("utf-8"), digest_size=8).digest()
+            first = int.from_bytes(digest[:4], "little")
+            step = int.from_bytes(digest[4:], "little") | 1
+            positions = tuple((first + i * step) % cls.BITS for i in range(cls.HASHES))
+            if len(cls._positions_cache) >= cls.POSITIONS_CACHE_LIMIT:
+                cls._positions_cache.clear()
+            cls._positions_cache[record] = positions
+        return positions
 
     def __contains__(self, record: str) -> bool:
         bits = self.bits
-        return all(bits >> position & 1 for position in self._positions(record))
+        for position in self._positions(record):
+            if not bits[position >> 3] >> (position & 7) & 1:
+                return False
+        return True
 
     def add(self, record: str) -> None:
+        bits = self.bits
         for position in self._positions(record):
-            self.bits |= 1 << position
+            bits[position >> 3] |= 1 << (position & 7)
 
     def estimated_size(self) -> float:
         """How many distinct records were added: the standard estimate from the bits set."""
-        set_bits = self.bits.bit_count()
+        set_bits = int.from_bytes(self.bits, "little").bit_count()
         if set_bits >= self.BITS:
             return float("inf")
         return -self.BITS / self.HASHES * math.log(1.0 - set_bits / self.BITS)
 
     def to_bytes(self) -> bytes:
-        return self.bits.to_bytes(self.BITS // 8, "little") if self.bits else b""
+        return bytes(self.bits) if any(self.bits) else b""
 
     def novel_fraction(self, sample: List[str]) -> float:
         """The share of a window's sampled records this account never worked on before."""
