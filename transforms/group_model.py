@@ -112,6 +112,8 @@ class GroupModel:
 
     def _track(self, model: AccountModel, rule: str, subject: Subject, window, amount: int, finding,
                related: Sequence[str], alerts: List[Alert]) -> None:
+        if finding is None and rule not in model.incidents:
+            return  # nothing crossed and no story is open: the common case, decided here
         incident, alert = track_incident(model.incidents.get(rule), rule, subject, window, amount, finding,
                                          related, self.config.incident)
         if incident is None:
