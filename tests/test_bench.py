@@ -76,14 +76,19 @@ def test_main_writes_report_with_a_stub_detect(tmp_path, monkeypatch):
     events = _write(tmp_path)
     monkeypatch.setattr(bench, "simulate", lambda work, guetteur, seed, days, actors: events)
     monkeypatch.setattr(bench, "run_detect",
-                        lambda guetteur, path, output: {"seconds": 1.0, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
+                        lambda guetteur, path, output, workers=1: {"seconds": 2.0 / workers, "pipeline_seconds": 0.5,
+                                                                    "peak_rss_mb": 64.0})
     out = tmp_path / "bench"
-    assert bench.main(["--output", str(out), "--scale", "tiny", "--no-train",
+    assert bench.main(["--output", str(out), "--scale", "tiny", "--no-train", "--workers", "2",
                        "--events-factors", "1,2", "--accounts-factors", "1,10"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert [row["row"] for row in report["rows"]] == ["events x1", "events x2", "accounts x1", "accounts x10"]
+    assert [row["row"] for row in report["rows"]] == ["events x1", "events x2", "accounts x1", "accounts x10",
+                                                      "x1 2 workers"]
+    workers_row = report["rows"][-1]
+    assert workers_row["workers"] == 2 and workers_row["detect_events_per_s"] == 2 * report["rows"][0]["detect_events_per_s"]
+    assert report["verdict"]["ratio_x1_workers"] == workers_row["ratio"]
     assert report["rows"][0]["ratio"] == report["rows"][0]["detect_events_per_s"] / report["rows"][0]["plain_events_per_s"]
-    assert report["rows"][0]["detect_events_per_s"] == 4.0
+    assert report["rows"][0]["detect_events_per_s"] == 2.0
     assert report["state_per_account"] is None
     assert report["rows"][1]["events"] == 2 * report["rows"][0]["events"]  # a shifted copy, nothing merged
     assert report["rows"][1]["account_windows"] == 2 * report["rows"][0]["account_windows"]
