@@ -144,6 +144,7 @@ class GroupModel:
         # The 5-minute measure stays raw; hour and day sums weigh familiar files less.
         weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
         model.add_point(WindowPoint(start, max(0, weighted), novel, activity.creations, 0), end)
+        self.peers.worked(model)
         for target in activity.created:
             child = self._account(target, None)
             if child.created_by is None:
@@ -196,6 +197,7 @@ class GroupModel:
         if creator is None:
             return
         creator.add_point(WindowPoint(start, 0, 0, 0, activity.records_touched), end)
+        self.peers.worked(creator)
         context = ScoringContext(config, creator, self.peers, start, end)
         horizon_ms = config.creation.child_days * MS_PER_DAY
         active_children = [

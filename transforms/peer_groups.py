@@ -39,6 +39,12 @@ class PeerGroup:
     def __init__(self, accounts: Dict[str, AccountModel], config: DetectionConfig):
         self.accounts = accounts
         self.config = config
+        # Accounts that may have worked within the last hour: the organisation's lift is asked at
+        # every new window end, and walking every account each time grows with accounts squared.
+        # One is dropped only once no window still to come (a late one included) can see it active.
+        self._recent: Dict[str, AccountModel] = dict(accounts)
+        self._newest_end_ms = 0
+        self._forget_after_ms = MS_PER_HOUR + config.allowed_lateness_minutes * 60_000
         self._day = -1
         self._peaks: Dict[Tuple[Optional[str], int], Optional[float]] = {}
         self._hours: Dict[Optional[str], int] = {}
@@ -80,14 +86,25 @@ class PeerGroup:
     def off_hours(self, model: AccountModel, window_start_ms: int, window_end_ms: int) -> bool:
         return is_off_hours(self.working_hours(model, window_end_ms), hour_slot(window_start_ms))
 
+    def worked(self, model: AccountModel) -> None:
+        """`model` just added a window: it counts for the organisation's lift for the next hour."""
+        self._recent[model.actor] = model
+
     def org_lift(self, window_end_ms: int) -> float:
         """How much busier than usual most of the organisation is over the last hour (>= 1)."""
         if self._lift_at[0] == window_end_ms:
             return self._lift_at[1]
         volume = self.config.volume
         ratios = []
-        for model in self.accounts.values():
-            if model.history_days < volume.trust_days or not model.active_within(window_end_ms, MS_PER_HOUR):
+        idle = []
+        self._newest_end_ms = max(self._newest_end_ms, window_end_ms)
+        forget_before = self._newest_end_ms - self._forget_after_ms
+        for actor, model in self._recent.items():
+            if not model.active_within(window_end_ms, MS_PER_HOUR):
+                if not model.recent or model.recent[-1].start_ms < forget_before:
+                    idle.append(actor)  # back in when it next works
+                continue
+            if model.history_days < volume.trust_days:
                 continue
             ordinary = max(model.typical_1h, self.config.role_prior(model.actor_type).records_1h / 10)
             ratios.append(model.hour_sum(RECORDS, window_end_ms) / ordinary)
@@ -96,5 +113,7 @@ class PeerGroup:
         lift = 1.0
         if len(ratios) >= max(4, volume.min_peers):
             lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_ratio))
+        for actor in idle:
+            del self._recent[actor]
         self._lift_at = (window_end_ms, lift)
         return lift
