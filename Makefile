@@ -65,7 +65,7 @@ SEEDS_DETECTORS ?= guetteur
 evaluate-seeds: setup
 	$(BIN)/python -m pipelines.compare --output $(SEEDS_DIR) --seeds $(SEEDS) --days $(SEEDS_DAYS) --actors $(SEEDS_ACTORS) --detectors $(SEEDS_DETECTORS)
 
-# Nothing lost, nothing counted twice: `guetteur detect` on corrupt, shuffled, split, duplicated,
+# Nothing lost, nothing counted twice: `guetteur detect` on corrupt, shuffled, split, duplicated, broken-gzip,
 # gzip-mixed and hostile variants of one simulated week, checked line by line against a clean run
 # (pipelines/chaos.py; tests/test_chaos.py runs the same scenarios). About a minute on 2 cores.
 CHAOS_DIR := out/chaos

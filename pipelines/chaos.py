@@ -20,7 +20,9 @@ payloads — runs the command again, and checks what came out against what went 
   names and e-mails put in `ua` and unknown fields, say — reaches the alerts.
 
 A line is what an operator counts: the bytes up to each `\\n` (a `\\r` right before it is
-part of the line ending), plus a last line without newline; `.gz` files count decompressed.
+part of the line ending), plus a last line without newline; `.gz` files count decompressed,
+and a .gz that breaks off (corrupt, cut short, not gzip) counts what decodes before the damage
+plus one for its unreadable rest, which is one `unreadable_file` dead letter.
 That is also what Beam's text reader yields; a UTF-8 BOM stays on a file's first line
 (the parser ignores it, the dead letter keeps it).
 """
@@ -39,6 +41,7 @@ import shutil
 import sys
 import time
 import types
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -84,6 +87,33 @@ def read_content(path: Path) -> bytes:
         return handle.read()
 
 
+def readable_content(data: bytes, gz: bool) -> Tuple[bytes, bool]:
+    """What a reader can decode of a file's bytes, and whether the file breaks off (a corrupt or cut .gz).
+
+    zlib gives out everything before the damage, whatever the chunks it is fed.
+    """
+    if not gz:
+        return data, False
+    out: List[bytes] = []
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        while data:
+            out.append(decoder.decompress(data))
+            data = decoder.unused_data
+            if data:  # another gzip member follows
+                decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    except zlib.error:
+        return b"".join(out), True
+    return b"".join(out), not decoder.eof
+
+
+def file_lines(path: Path) -> List[bytes]:
+    """The lines of a file as the pipeline accounts for them: a file that breaks off ends in one more,
+    empty "line" standing for its unreadable rest (one `unreadable_file` dead letter)."""
+    content, broken = readable_content(Path(path).read_bytes(), str(path).endswith(".gz"))
+    return split_lines(content) + ([b""] if broken else [])
+
+
 @dataclass(frozen=True)
 class Line:
     raw: bytes
@@ -100,6 +130,9 @@ class FileSpec:
     ending: bytes = b"\n"
     bom: bool = False
     final_newline: bool = True
+    # How the file is damaged on disk, for a .gz: "cut" (its compressed bytes cut at 55 %) or
+    # "not_gzip" (plain text under a .gz name). Lines the damage takes away are not in `yielded()`.
+    damage: Optional[str] = None
 
     def content(self) -> bytes:
         body = self.ending.join(line.raw for line in self.lines)
@@ -112,16 +145,31 @@ class FileSpec:
         out = []
         for index, line in enumerate(self.lines):
             out.append(((BOM if self.bom and index == 0 else b"") + line.raw, line))
-        return out
+        if self.damage is None:
+            return out
+        content, broken = readable_content(self.disk_bytes(), True)
+        kept = split_lines(content)
+        damaged = out[:len(kept)]
+        if kept and kept[-1] != damaged[-1][0]:
+            # Cut inside a line: what is left of it is not JSON.
+            damaged[-1] = (kept[-1], Line(kept[-1], dl.INVALID_JSON, "cut_line"))
+        if broken:
+            damaged.append((b"", Line(b"", dl.UNREADABLE_FILE, "unreadable_rest")))
+        return damaged
+
+    def disk_bytes(self) -> bytes:
+        content = self.content()
+        if not self.name.endswith(".gz") or self.damage == "not_gzip":
+            return content
+        buffer = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0) as handle:
+            handle.write(content)
+        compressed = buffer.getvalue()
+        return compressed[: len(compressed) * 55 // 100] if self.damage == "cut" else compressed
 
     def write(self, directory: Path) -> Path:
         path = directory / self.name
-        content = self.content()
-        if self.name.endswith(".gz"):
-            with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
-                handle.write(content)
-        else:
-            path.write_bytes(content)
+        path.write_bytes(self.disk_bytes())
         return path
 
 
@@ -166,7 +214,7 @@ class Corpus:
             path = spec.write(directory)
             # The generator's own promise: the file holds exactly the lines it meant.
             want = [raw for raw, _ in spec.yielded()]
-            if split_lines(read_content(path)) != want:
+            if file_lines(path) != want:
                 raise AssertionError(f"chaos generator bug: {path} does not hold the lines it was given")
         return str(directory / "*")
 
@@ -455,6 +503,21 @@ def build_gzip_mix(reference: Reference) -> Corpus:
                   [FileSpec(f"part-{i + 1}.jsonl" + (".gz" if i % 2 else ""), chunk) for i, chunk in enumerate(chunks)])
 
 
+def build_corrupt_gz(reference: Reference) -> Corpus:
+    """The events in a plain and a gzip file, next to two broken re-sends of some of them: a .gz cut
+    short in transit, and plain text under a .gz name. The job goes on; what is readable of the cut
+    file is counted (as duplicates), the rest of each broken file is one `unreadable_file` dead letter."""
+    rng = _rng(reference, "corrupt_gz")
+    lines = _events(reference.lines)
+    middle = rng.randrange(len(lines) // 4, len(lines) // 2)
+    cut = FileSpec("resent-cut.jsonl.gz", lines[middle:middle + 600], damage="cut")
+    not_gzip = FileSpec("resent-plain-text.jsonl.gz", lines[:50], damage="not_gzip")
+    copies = sum(1 for _, line in cut.yielded() if line.reason is None)
+    return Corpus("corrupt_gz", "a gzip cut short and plain text named .gz, next to the events",
+                  [FileSpec("part-1.jsonl", lines[: len(lines) // 2]), FileSpec("part-2.jsonl.gz", lines[len(lines) // 2:]),
+                   cut, not_gzip], duplicates=copies)
+
+
 def build_duplicated(reference: Reference) -> Corpus:
     """At-least-once delivery: copies next to the original, far from it, in other files, re-serialised."""
     rng = _rng(reference, "duplicated")
@@ -608,12 +671,14 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
-SCENARIOS: Tuple[str, ...] = ("reference", "corrupt", "shuffled", "split", "duplicated", "gzip_mix", "hostile")
+SCENARIOS: Tuple[str, ...] = ("reference", "corrupt", "shuffled", "split", "duplicated", "gzip_mix", "corrupt_gz",
+                              "hostile")
 
 
 def build_corpus(name: str, reference: Reference, workdir: Path) -> Corpus:
     builders = {"reference": build_reference, "corrupt": build_corrupt, "shuffled": build_shuffled,
-                "split": build_split, "duplicated": build_duplicated, "gzip_mix": build_gzip_mix}
+                "split": build_split, "duplicated": build_duplicated, "gzip_mix": build_gzip_mix,
+                "corrupt_gz": build_corrupt_gz}
     if name == "hostile":
         return build_hostile(reference, workdir)
     return builders[name](reference)
@@ -709,7 +774,7 @@ def run_detect(input_pattern: str, output_dir: Path, watch: Optional[AuditWatch]
     from pipelines import cli
 
     paths = [Path(m.path) for m in FileSystems.match([input_pattern])[0].metadata_list]
-    lines_in = sum(len(split_lines(read_content(path))) for path in paths)
+    lines_in = sum(len(file_lines(path)) for path in paths)
     output_dir.mkdir(parents=True, exist_ok=True)
     metrics_file = output_dir / "metrics.prom"
     stderr = io.StringIO()

@@ -21,8 +21,11 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 OUT_OF_RANGE = "out_of_range"
 BAD_TIMESTAMP = "bad_timestamp"
+# Not a line's fault: the rest of a file that could not be read (a corrupt or truncated .gz).
+UNREADABLE_FILE = "unreadable_file"
 
-REASONS = (
+# What a line itself can be refused for (transforms/event_parsing.py).
+LINE_REASONS = (
     EMPTY_LINE,
     LINE_TOO_LONG,
     INVALID_UTF8,
@@ -33,6 +36,7 @@ REASONS = (
     OUT_OF_RANGE,
     BAD_TIMESTAMP,
 )
+REASONS = LINE_REASONS + (UNREADABLE_FILE,)
 
 
 class DeadLetter(NamedTuple):

@@ -57,8 +57,9 @@ def test_each_kind_of_bad_line_is_refused_for_the_reason_the_generator_predicts(
         assert outcome_of(parse_event_line, line.raw) == reason
 
 
-def test_the_bad_lines_exercise_every_dead_letter_reason():
-    assert {reason for _, reason, _ in BAD_LINES} == set(dl.REASONS)
+def test_the_bad_lines_exercise_every_line_dead_letter_reason():
+    # unreadable_file has its own scenario and test below.
+    assert {reason for _, reason, _ in BAD_LINES} == set(dl.LINE_REASONS)
 
 
 @pytest.mark.parametrize("kind, rewrite", MUTATIONS, ids=[kind for kind, _ in MUTATIONS])
@@ -237,11 +238,58 @@ def test_scenario_loses_nothing_doubles_nothing_and_keeps_the_alerts(suite, name
 
 def test_the_corrupt_corpus_dead_letters_every_reason_and_the_bom_and_crlf_files_lose_no_event(suite):
     outcome = suite.outcome("corrupt")
-    assert set(outcome.dead_by_reason) == set(dl.REASONS)
+    assert set(outcome.dead_by_reason) == set(dl.LINE_REASONS)
     assert outcome.accepted == len(suite.reference.lines)  # CRLF, BOM, gzip, no final newline: every event read
     letters = suite.runs["corrupt"].dead_letters
     assert letters[(dl.INVALID_JSON, BOM + b"{not json")] == 1  # the dead letter keeps the BOM bytes
     assert sum(n for (reason, line), n in letters.items() if len(line) > 2_000_000) == 1
+
+
+def test_a_cut_gzip_and_plain_text_named_gz_become_dead_letters_and_the_job_goes_on(suite):
+    outcome = suite.outcome("corrupt_gz")
+    assert outcome.ok, _report(outcome)
+    # One unreadable_file letter per broken file, its detail saying why; the cut file's last partial line.
+    assert outcome.dead_by_reason == Counter({dl.UNREADABLE_FILE: 2, dl.INVALID_JSON: 1})
+    # What decoded before the cut was read and counted once: the copies are duplicates, alerts unchanged.
+    assert outcome.duplicates_injected > 100 and outcome.duplicates_counted == outcome.duplicates_injected
+    assert outcome.accepted == len(suite.reference.lines) + outcome.duplicates_injected
+    assert outcome.alerts_vs_reference == "same"
+    details = _letter_details(suite.workdir / "corrupt_gz" / "output", dl.UNREADABLE_FILE)
+    assert sorted(source.rsplit("/", 1)[-1] for source, _ in details) == ["resent-cut.jsonl.gz",
+                                                                          "resent-plain-text.jsonl.gz"]
+    assert any("truncated" in detail for _, detail in details)
+    assert any("header" in detail for _, detail in details)
+
+
+def _letter_details(output_dir, reason):
+    found = []
+    for path in Path(output_dir).glob("deadletter*.jsonl"):
+        for raw in path.read_bytes().splitlines():
+            letter = orjson.loads(raw)
+            if letter["reason"] == reason:
+                found.append((letter["source"], letter["detail"]))
+    return found
+
+
+def test_the_per_event_reader_dead_letters_a_broken_gzip_too(tmp_path):
+    """ReadEvents (the per-event path) reads the same ranges: a broken .gz does not fail the job either."""
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipelines.options import LOCAL_RUNNER
+    from transforms.read_events import ReadEvents
+
+    lines = [orjson.dumps(t) for t in TEMPLATES] * 20
+    spec = FileSpec("cut.jsonl.gz", [Line(raw) for raw in lines], damage="cut")
+    spec.write(tmp_path)
+    FileSpec("fine.jsonl", [Line(raw) for raw in lines]).write(tmp_path)
+    yielded = spec.yielded()
+    want_dead = sorted((line.reason, raw) for raw, line in yielded if line.reason is not None)
+    want_events = len(lines) + sum(1 for _, line in yielded if line.reason is None)
+    assert (dl.UNREADABLE_FILE, b"") in want_dead
+    with beam.Pipeline(runner=LOCAL_RUNNER) as pipeline:
+        events, letters = pipeline | ReadEvents(str(tmp_path / "*"))
+        assert_that(events | beam.combiners.Count.Globally(), equal_to([want_events]), label="events")
+        assert_that(letters | beam.Map(lambda letter: (letter.reason, letter.line)), equal_to(want_dead), label="dead")
 
 
 def test_duplicates_are_counted_once(suite):

@@ -122,7 +122,7 @@ def parse_or_reason(raw: bytes):
     try:
         event = parse_event_line(raw)
     except Rejected as rejection:
-        assert rejection.reason in dl.REASONS
+        assert rejection.reason in dl.LINE_REASONS
         assert isinstance(rejection.detail, str) and rejection.detail
         return rejection.reason
     _assert_well_formed(event)

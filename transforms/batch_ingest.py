@@ -23,12 +23,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import UNREADABLE_FILE, DeadLetter
 from transforms.account_windows import ActivityFold
 from transforms.batch_windows import pack_folds
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 from transforms.gc_pause import paused_gc
-from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
+from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE, Unreadable
 
 RANGE_BYTES = 32 << 20
 # Flush folds early when a range holds this many account-windows, to bound memory.
@@ -55,7 +55,27 @@ class _SplitFiles(beam.DoFn):
 
 
 def _lines(file_range: FileRange) -> Iterable[bytes]:
-    """The lines that start inside the range, without their line ending."""
+    """The lines that start inside the range, without their line ending; `Unreadable` last if reading failed.
+
+    A read error (bad gzip header, corrupt deflate data, an I/O error) ends the
+    range, not the job: the lines decoded before it are kept.
+    """
+    reader = _read_lines(file_range)
+    lines = 0
+    while True:
+        try:
+            line = next(reader)
+        except StopIteration:
+            return
+        except Exception as err:  # noqa: BLE001 -- whatever the codec raises, the file is unreadable from here
+            yield Unreadable(f"{type(err).__name__}: {str(err)[:200]} (after {lines} lines read from byte "
+                             f"{file_range.start})")
+            return
+        lines += 1
+        yield line
+
+
+def _read_lines(file_range: FileRange) -> Iterable[bytes]:
     path, start, end = file_range
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
         position = 0
@@ -69,11 +89,23 @@ def _lines(file_range: FileRange) -> Iterable[bytes]:
         while end < 0 or position < end:
             line = handle.readline()
             if not line:
+                _check_complete(handle)
                 return
             position += len(line)
             if line.endswith(b"\n"):
                 line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
             yield line
+
+
+def _check_complete(handle) -> None:
+    """Raise if a compressed file ended before its end-of-stream marker: Beam's reader takes a cut-off .gz silently.
+
+    (Beam's CompressedFile keeps its decompressor private; zlib, bz2 and lzma
+    decompressors say `eof` once the stream's end marker was read.)
+    """
+    decompressor = getattr(handle, "_decompressor", None)
+    if decompressor is not None and not getattr(decompressor, "eof", True):
+        raise EOFError("the compressed stream ends before its end marker: the file is truncated")
 
 
 class _FoldRange(beam.DoFn):
@@ -113,6 +145,10 @@ class _FoldRange(beam.DoFn):
         rejected: Dict[str, int] = {}
         for line in _lines(file_range):
             lines += 1
+            if isinstance(line, Unreadable):
+                rejected[UNREADABLE_FILE] = rejected.get(UNREADABLE_FILE, 0) + 1
+                yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(UNREADABLE_FILE, line.detail, file_range.path, b""))
+                continue
             try:
                 event = parse_event_line(line, mapping)
             except Rejected as rejection:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+from typing import Iterable, NamedTuple, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
-from apache_beam.io.textio import ReadFromTextWithFilename
+from apache_beam.io import fileio
 from apache_beam.metrics import Metrics
 
-from schemas.dead_letter import DeadLetter
+from schemas.dead_letter import UNREADABLE_FILE, DeadLetter
 from schemas.event import AccessEvent
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 
 METRICS_NAMESPACE = "guetteur"
 DEAD_LETTER_TAG = "dead_letter"
+
+
+class Unreadable(NamedTuple):
+    """Where a file stopped being readable (a corrupt or truncated .gz): the rest of it becomes one dead letter."""
+
+    detail: str
 
 
 class ParseEventsFn(beam.DoFn):
@@ -41,11 +47,14 @@ class ParseEventsFn(beam.DoFn):
         source, line = element
         self._lines.inc()
         try:
+            if isinstance(line, Unreadable):
+                raise Rejected(UNREADABLE_FILE, line.detail)
             event = parse_event_line(line, self._mapping)
         except Rejected as rejection:
             self._rejected.inc()
             self._count_reason(rejection.reason)
-            yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, source, line))
+            raw = b"" if isinstance(line, Unreadable) else line
+            yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, source, raw))
             return
         self._accepted.inc()
         if event.ts_ms > self._newest_ms:
@@ -71,11 +80,24 @@ class ParseEvents(beam.PTransform):
         return events, dead_letters
 
 
+class _ReadRange(beam.DoFn):
+    """A file range -> (path, line) for each line it owns, then (path, Unreadable) if the file broke off."""
+
+    def process(self, file_range):
+        from transforms.batch_ingest import _lines  # here, not above: batch_ingest builds on this module
+
+        for line in _lines(file_range):
+            yield file_range.path, line
+
+
 class ReadEvents(beam.PTransform):
     """Events from JSON Lines files (a path or a glob; plain or .gz by extension).
 
     Lines are read as bytes so that invalid UTF-8 becomes a dead letter instead
-    of a decode error that would fail the bundle. Returns (events, dead_letters).
+    of a decode error that would fail the bundle, and files are read in the
+    ranges of transforms/batch_ingest.py, so that a corrupt or truncated .gz
+    becomes an `unreadable_file` dead letter (its lines before the damage are
+    kept) instead of a failed job. Returns (events, dead_letters).
     """
 
     def __init__(self, file_pattern: str, mapping: FieldMapping = DEFAULT_MAPPING):
@@ -84,7 +106,13 @@ class ReadEvents(beam.PTransform):
         self._mapping = mapping
 
     def expand(self, pbegin):
-        lines = pbegin | "ReadLines" >> ReadFromTextWithFilename(
-            self._file_pattern, coder=beam.coders.BytesCoder()
+        from transforms.batch_ingest import RANGE_BYTES, _SplitFiles  # see _ReadRange
+
+        lines = (
+            pbegin
+            | "MatchFiles" >> fileio.MatchFiles(self._file_pattern)
+            | "SplitFiles" >> beam.ParDo(_SplitFiles(RANGE_BYTES))
+            | "Spread" >> beam.Reshuffle()
+            | "ReadLines" >> beam.ParDo(_ReadRange())
         )
         return lines | "Parse" >> ParseEvents(self._mapping)
