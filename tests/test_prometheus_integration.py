@@ -13,132 +13,36 @@ evaluates deploy/prometheus/rules/. The job waits for a first scrape before it s
 What stands in for Flink (marked "Flink stand-in" below): no Flink cluster runs here. Two small HTTP
 servers answer in the shape of Flink's Prometheus reporter: a TaskManager that re-serves the real
 job's Beam metrics as `flink_taskmanager_job_task_operator_guetteur_*` split over two subtasks, and
-a JobManager with checkpoint and restart series. They prove the relabelling maps Flink's names onto
-the same series as the local job's, and that the Flink-only panels and alerts query names and labels
-of that shape; they do not prove Flink itself emits them (deploy/flink/ owns the reporter).
+a JobManager with checkpoint and restart series, with the names and label sets of a real Flink 1.16
+scrape. They prove the relabelling maps Flink's names onto the same series as the local job's, in a
+few seconds; tests/test_prometheus_on_flink.py proves the same against a real Flink session cluster.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests import polling
 
-REPO = Path(__file__).resolve().parents[1]
-PROM_DIR = REPO / "deploy" / "prometheus"
-DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))
-RULE_FILES = sorted((PROM_DIR / "rules").glob("*.yml"))
-LOCAL_JOB, FLINK_TM_JOB, FLINK_JM_JOB = "guetteur-local", "flink-taskmanager", "flink-jobmanager"
-# Grafana's built-in variables, as a Grafana over this short test run would expand them.
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "15s", "$__range": "10m"}
-
-
-# ---------------------------------------------------------------- tools
-
-
-def _prometheus_bin() -> Path:
-    configured = os.environ.get("PROMETHEUS_BIN_DIR")
-    bin_dir = Path(configured) if configured else REPO / ".cache" / "prometheus" / "usr" / "bin"
-    if not (bin_dir / "prometheus").exists():
-        done = subprocess.run([str(REPO / "deploy" / "local" / "prometheus.sh"), "install"],
-                              capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"deploy/local/prometheus.sh install failed:\n{done.stderr}"
-        bin_dir = Path(done.stdout.strip().splitlines()[-1])
-    return bin_dir
-
-
-@pytest.fixture(scope="module")
-def prom_bin() -> Path:
-    return _prometheus_bin()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(read, done, what):
-    return polling.wait_for(read, done, what, timeout_s=180, interval_s=0.2)
-
-
-# ---------------------------------------------------------------- what the dashboards and rules ask
-
-
-def dashboard_queries():
-    """(id, expr) of every query of every panel of every dashboard."""
-    found = []
-    for path in DASHBOARDS:
-        board = json.loads(path.read_text())
-        for panel in board["panels"]:
-            for target in panel.get("targets", []):
-                found.append((f"{path.stem}: {panel['title']} [{target['refId']}]", target["expr"]))
-    return found
-
-
-def rules():
-    for path in RULE_FILES:
-        for group in yaml.safe_load(path.read_text())["groups"]:
-            yield from group["rules"]
-
-
-_TOP_LEVEL_SPLIT = re.compile(
-    r"\s+(?:and|or|unless)\s+(?:(?:on|ignoring)\s*\([^)]*\)\s*)?"
-    r"|\s*(?:==|!=|>=|<=|>|<)\s*(?:bool\s+)?(?:(?:on|ignoring)\s*\([^)]*\)\s*)?"
+from tests.prometheus_checks import (
+    DASHBOARDS, FLINK_JM_JOB, FLINK_TM_JOB, LOCAL_JOB, PROM_DIR, REPO, RULE_FILES, dashboard_queries, expand,
+    flink_jobmanager_only, loaded_rules_are_healthy, prometheus_bin, prometheus_server, rule_signals, signals,
+    wait_for,
 )
 
 
-def signals(expr: str):
-    """The operands an expression compares or combines at its top level (numbers left out).
-
-    `a > 0.01 and a > 2 * b` -> [`a`, `a`, `2 * b`]. Whatever is inside brackets stays whole.
-    """
-    depth, cuts, i = 0, [], 0
-    while i < len(expr):
-        ch = expr[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch in "\"'":
-            i = expr.index(ch, i + 1)
-        elif depth == 0:
-            match = _TOP_LEVEL_SPLIT.match(expr, i)
-            if match and match.end() > i:
-                cuts.append((match.start(), match.end()))
-                i = match.end()
-                continue
-        i += 1
-    pieces, start = [], 0
-    for begin, end in cuts:
-        pieces.append(expr[start:begin])
-        start = end
-    pieces.append(expr[start:])
-    return [p.strip() for p in pieces if p.strip() and not re.fullmatch(r"[-+]?[0-9.eE]+", p.strip())]
-
-
-def rule_signals():
-    for rule in rules():
-        if "record" in rule:
-            yield f"record {rule['record']}", rule["expr"]
-        else:
-            for n, operand in enumerate(signals(rule["expr"])):
-                yield f"alert {rule['alert']} operand {n + 1}", operand
+@pytest.fixture(scope="module")
+def prom_bin():
+    return prometheus_bin()
 
 
 def test_signals_splits_only_at_the_top_level():
@@ -146,10 +50,6 @@ def test_signals_splits_only_at_the_top_level():
     assert signals("deriv(x[10m]) > 0.5 and y > 600") == ["deriv(x[10m])", "y"]
     assert signals('sum by (j) (increase(m{l=">"}[15m])) > 0') == ['sum by (j) (increase(m{l=">"}[15m]))']
     assert signals("x == 0") == ["x"]
-
-
-def flink_jobmanager_only(expr: str) -> bool:
-    return "flink_jobmanager_" in expr
 
 
 # ---------------------------------------------------------------- promtool
@@ -188,15 +88,17 @@ def test_dashboards_pick_their_datasource_through_a_variable():
 
 # ---------------------------------------------------------------- Flink stand-ins
 
-
+# Label sets as Flink 1.16's reporter writes them (copied from a real scrape by
+# tests/test_prometheus_on_flink.py's session cluster): dots and dashes in values become `_`.
 FLINK_TM_LABELS = (
-    'host="localhost",tm_id="127_0_0_1:41000-a1b2c3",job_id="8f5e3c2a9b7d4e6f8a1b2c3d4e5f6a7b",'
-    'job_name="guetteur-detect",task_id="cbc357ccb763df2852fee8c4fc7d55f2",'
-    'task_attempt_id="4a6f0e9d2c1b8a7f6e5d4c3b2a190817",task_name="ReadEvents-Parse",'
-    'task_attempt_num="0",operator_id="cbc357ccb763df2852fee8c4fc7d55f2",'
-    'operator_name="ReadEvents-Parse-Validate"'
+    'job_id="95d6371c3022593d2b632209779d5965",task_id="36f3e4dd21c8b062ff40ed36572ebaba",'
+    'task_attempt_id="1abb8e189c0306b17f0d1d6eb237f517_36f3e4dd21c8b062ff40ed36572ebaba_0_0",host="127_0_0_1",'
+    'operator_id="1f08f7248d14b6f59e8258f2dac5903c",'
+    'operator_name="_5__ReadKafkaEvents__ParseKafkaEvents__WriteDeadLettersToKafka__Detect_",'
+    'task_name="_3_ReadKafkaEvents_KafkaIO__KafkaIO_Read__Remove_Kafka_Metadata______5__ReadKafkaEvents__Detect_",'
+    'task_attempt_num="0",job_name="guetteur_detect",tm_id="127_0_0_1:42929_fb8ea2"'
 )
-FLINK_JM_LABELS = 'host="localhost",job_id="8f5e3c2a9b7d4e6f8a1b2c3d4e5f6a7b",job_name="guetteur-detect"'
+FLINK_JM_LABELS = 'job_id="95d6371c3022593d2b632209779d5965",host="127_0_0_1",job_name="guetteur_detect"'
 
 
 class _Serve:
@@ -227,11 +129,16 @@ class _Serve:
 def flink_taskmanager_mirror(local_url):
     """Flink stand-in: the real job's Beam metrics as Flink's reporter names them, over two subtasks.
 
+    It reads the job's endpoint only once Prometheus has scraped the job directly (`render.first_scraped`,
+    set by the fixture): `--metrics-wait` lets the job start on the first scrape it answers, and that
+    must be Prometheus's, so that Prometheus sees the counters from zero. Until then it serves nothing.
     `render.final_serves` counts the answers given since the real job reported itself done.
     """
     last = {"text": ""}
 
     def render():
+        if not render.first_scraped():
+            return ""
         try:
             text = urllib.request.urlopen(local_url, timeout=5).read().decode()
         except OSError:
@@ -243,7 +150,8 @@ def flink_taskmanager_mirror(local_url):
             if not family.name.startswith("guetteur_") or family.name == "guetteur_job_state":
                 continue
             name = "flink_taskmanager_job_task_operator_" + family.name
-            out.append(f"# HELP {name} {family.name.removeprefix('guetteur_')} (scope: taskmanager_job_task_operator)")
+            beam_name = "guetteur." + family.name.removeprefix("guetteur_")
+            out.append(f"# HELP {name} {beam_name} (scope: taskmanager_job_task_operator)")
             out.append(f"# TYPE {name} gauge")  # Flink's reporter exposes Flink counters as gauges
             for sample in family.samples:
                 value = int(sample.value)
@@ -252,10 +160,11 @@ def flink_taskmanager_mirror(local_url):
                 else:
                     shares = (value - value // 2, value // 2)  # counts split between subtasks
                 for subtask, share in enumerate(shares):
-                    out.append(f'{name}{{{FLINK_TM_LABELS},subtask_index="{subtask}"}} {float(share)}')
+                    out.append(f'{name}{{{FLINK_TM_LABELS},subtask_index="{subtask}",}} {float(share)}')
         last["text"] = "\n".join(out) + "\n"
         return last["text"]
 
+    render.first_scraped = lambda: False
     render.final_serves = 0
     return render
 
@@ -279,7 +188,7 @@ def flink_jobmanager():
         for metric, value in series.items():
             name = f"flink_jobmanager_job_{metric}"
             lines += [f"# HELP {name} {metric} (scope: jobmanager_job)", f"# TYPE {name} gauge",
-                      f"{name}{{{FLINK_JM_LABELS}}} {float(value)}"]
+                      f"{name}{{{FLINK_JM_LABELS},}} {float(value)}"]
         return "\n".join(lines) + "\n"
 
     return render
@@ -289,41 +198,10 @@ def flink_jobmanager():
 
 
 class Scraped:
-    def __init__(self, prom_url, job, workdir, metrics_file, out_dir, events):
-        self.prom_url, self.job, self.workdir = prom_url, job, workdir
+    def __init__(self, prometheus, job, workdir, metrics_file, out_dir, events):
+        self.prometheus, self.job, self.workdir = prometheus, job, workdir
         self.metrics_file, self.out_dir, self.events = metrics_file, out_dir, events
-
-    def api(self, path, **params):
-        url = f"{self.prom_url}/api/v1/{path}?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=30) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr):
-        data = self.api("query", query=expr)
-        if data["resultType"] == "scalar":
-            return [{"metric": {}, "value": data["result"]}]
-        return data["result"]
-
-    def value(self, expr):
-        result = self.query(expr)
-        assert len(result) == 1, (expr, result)
-        return float(result[0]["value"][1])
-
-
-def _prometheus_config(local_port, tm_port, jm_port, data_dir):
-    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
-    config["rule_files"] = [str(path) for path in RULE_FILES]
-    targets = {LOCAL_JOB: local_port, FLINK_TM_JOB: tm_port, FLINK_JM_JOB: jm_port}
-    assert {job["job_name"] for job in config["scrape_configs"]} == set(targets)
-    for job in config["scrape_configs"]:
-        for static in job["static_configs"]:
-            static["targets"] = [f"127.0.0.1:{targets[job['job_name']]}"]
-    path = data_dir / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+        self.api, self.query, self.value = prometheus.api, prometheus.query, prometheus.value
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +220,7 @@ def scraped(prom_bin, tmp_path_factory):
          "--metrics-linger", "900", "--progress"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=job_log,
     )
-    servers, prometheus = [], None
+    servers = []
     try:
         log = work / "detect.stderr"
         url_line = wait_for(lambda: log.read_text(), lambda t: "metrics on http://" in t or job.poll() is not None,
@@ -352,38 +230,30 @@ def scraped(prom_bin, tmp_path_factory):
         local_url, local_port = match.group(1), int(match.group(2))
         mirror = flink_taskmanager_mirror(local_url)
         servers = [_Serve(mirror), _Serve(flink_jobmanager())]
-        prom_port = _free_port()
-        (work / "tsdb").mkdir()
-        config = _prometheus_config(local_port, servers[0].port, servers[1].port, work)
-        prometheus = subprocess.Popen(
-            [str(prom_bin / "prometheus"), f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(work / "prometheus.log", "w"),
-        )
-        scraped = Scraped(f"http://127.0.0.1:{prom_port}", job, work, metrics_file, work / "out", events)
+        targets = {LOCAL_JOB: f"127.0.0.1:{local_port}", FLINK_TM_JOB: f"127.0.0.1:{servers[0].port}",
+                   FLINK_JM_JOB: f"127.0.0.1:{servers[1].port}"}
+        with prometheus_server(targets, work) as prometheus:
+            scraped = Scraped(prometheus, job, work, metrics_file, work / "out", events)
+            first = {"seen": False}
 
-        def ready():
-            if prometheus.poll() is not None:
-                pytest.fail(f"prometheus exited:\n{(work / 'prometheus.log').read_text()[-3000:]}")
-            try:
-                return urllib.request.urlopen(f"{scraped.prom_url}/-/ready", timeout=5).status == 200
-            except OSError:
-                return False
+            def local_job_scraped():  # `up` has a sample once Prometheus has scraped the job itself
+                first["seen"] = first["seen"] or bool(prometheus.query(f'up{{job="{LOCAL_JOB}"}}'))
+                return first["seen"]
 
-        wait_for(ready, bool, "prometheus to be ready")
+            mirror.first_scraped = local_job_scraped
 
-        def scrapes_after_done():
-            if job.poll() is not None:
-                pytest.fail(f"guetteur detect exited early ({job.returncode}):\n{log.read_text()[-3000:]}")
-            found = scraped.query(f'sum_over_time(guetteur_job_state{{job="{LOCAL_JOB}",state="done"}}[5m])')
-            return float(found[0]["value"][1]) if found else 0.0
+            def scrapes_after_done():
+                if job.poll() is not None:
+                    pytest.fail(f"guetteur detect exited early ({job.returncode}):\n{log.read_text()[-3000:]}")
+                return prometheus.value_or_zero(
+                    f'sum_over_time(guetteur_job_state{{job="{LOCAL_JOB}",state="done"}}[5m])')
 
-        # The job ran to its end and Prometheus scraped its final figures a few times since.
-        wait_for(scrapes_after_done, lambda n: n >= 4, "four scrapes of the finished job")
+            # The job ran to its end and Prometheus scraped its final figures a few times since.
+            wait_for(scrapes_after_done, lambda n: n >= 4, "four scrapes of the finished job")
 
-        # ... and the Flink stand-in's final figures too.
-        wait_for(lambda: mirror.final_serves, lambda n: n >= 4, "four scrapes of the Flink stand-in after the end")
-        yield scraped
+            # ... and the Flink stand-in's final figures too.
+            wait_for(lambda: mirror.final_serves, lambda n: n >= 4, "four scrapes of the Flink stand-in after the end")
+            yield scraped
     finally:
         if job.poll() is None:
             job.send_signal(signal.SIGTERM)
@@ -391,12 +261,6 @@ def scraped(prom_bin, tmp_path_factory):
                 job.wait(60)
             except subprocess.TimeoutExpired:
                 job.kill()
-        if prometheus is not None:
-            prometheus.terminate()
-            try:
-                prometheus.wait(60)
-            except subprocess.TimeoutExpired:
-                prometheus.kill()
         for server in servers:
             server.close()
         job_log.close()
@@ -478,18 +342,11 @@ def test_relabelling_gives_one_set_of_names_for_the_local_runner_and_flink(scrap
     assert [r["metric"]["__name__"] for r in leftovers if r["metric"]["__name__"] != "guetteur_dead_lettered_by_reason"] == []
 
 
-def _expand(expr: str, job: str) -> str:
-    for name, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(name, value)
-    return expr.replace("$job", job).replace("${job}", job)
-
-
 @pytest.mark.parametrize("title, expr", dashboard_queries(), ids=[t for t, _ in dashboard_queries()])
 def test_every_dashboard_panel_returns_data(scraped, title, expr):
     jobs = ["(Flink stand-in JobManager)"] if flink_jobmanager_only(expr) else [LOCAL_JOB, FLINK_TM_JOB]
     for job in jobs:
-        expanded = _expand(expr, job)
-        assert "$" not in expanded, f"unexpanded variable in {expanded}"
+        expanded = expand(expr, job)
         result = scraped.query(expanded)
         assert result, f"{title}: no data for {job}: {expanded}"
         values = [float(r["value"][1]) for r in result]
@@ -509,9 +366,7 @@ def test_every_rule_signal_returns_data(scraped, what, expr):
 
 
 def test_prometheus_loaded_every_rule_and_evaluates_it_without_error(scraped):
-    loaded = [r for g in scraped.api("rules")["groups"] for r in g["rules"]]
-    assert {r.get("name") for r in loaded} == {r.get("record") or r.get("alert") for r in rules()}
-    assert all(r["health"] == "ok" and not r.get("lastError") for r in loaded), loaded
+    loaded_rules_are_healthy(scraped.prometheus)
 
 
 def test_the_job_ends_cleanly_when_its_linger_is_cut_short(scraped):

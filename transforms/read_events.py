@@ -37,6 +37,12 @@ class ParseEventsFn(beam.DoFn):
         self._position = Metrics.gauge(METRICS_NAMESPACE, "event_time_position_ms")
         self._newest_ms = 0
 
+    def start_bundle(self):
+        # Touched at 0 so that the series exists before the first bad line on runners whose metrics
+        # reporter only shows a counter once it has been reported (Flink): a dead-letter share of 0
+        # is a value, a missing series is "no data" on the dashboard and silence in the alert rules.
+        self._rejected.inc(0)
+
     def _count_reason(self, reason: str) -> None:
         counter = self._by_reason.get(reason)
         if counter is None:

@@ -5,7 +5,7 @@
 #
 #   deploy/local/flink-cluster.sh start   # FLINK_REST_PORT (free port if unset), FLINK_SLOTS (4)
 #   deploy/local/flink-cluster.sh stop
-#   deploy/local/flink-cluster.sh env     # FLINK_MASTER=127.0.0.1:port, PROMETHEUS=127.0.0.1:port,...
+#   deploy/local/flink-cluster.sh env     # FLINK_MASTER=127.0.0.1:port, PROMETHEUS_JOBMANAGER=127.0.0.1:port,...
 #
 # The JVMs are launched directly (not through Flink's daemon scripts) so that they run in process
 # groups this script owns and stops; every memory pool is set explicitly in flink-conf.yaml and the
@@ -96,8 +96,23 @@ start() {
     is_running flink-taskmanager || { tail -20 "$RUN_DIR/flink-taskmanager.log" >&2; exit 1; }
     sleep 1
   done
+  # Each JVM's reporter takes the first free port of the range: read which one from its log.
+  local jm_prom tm_prom
+  jm_prom="$(reporter_port flink-jobmanager)" tm_prom="$(reporter_port flink-taskmanager)"
   printf 'FLINK_MASTER=127.0.0.1:%s\nFLINK_WEB=http://127.0.0.1:%s\nPROMETHEUS_PORTS=%s-%s\n' \
     "$rest" "$rest" "$prom_low" $((prom_low + 10)) | tee "$RUN_DIR/flink-cluster.env"
+  printf 'PROMETHEUS_JOBMANAGER=127.0.0.1:%s\nPROMETHEUS_TASKMANAGER=127.0.0.1:%s\n' "$jm_prom" "$tm_prom" \
+    | tee -a "$RUN_DIR/flink-cluster.env"
+}
+
+reporter_port() {  # $1 service: the port its Prometheus reporter listens on, from its log
+  local deadline=$((SECONDS + 30)) port
+  until port="$(sed -n 's/.*Started PrometheusReporter HTTP server on port \([0-9]*\).*/\1/p' "$RUN_DIR/$1.log" | tail -1)" \
+      && [[ -n "$port" ]]; do
+    ((SECONDS < deadline)) || { echo "no Prometheus reporter port in $RUN_DIR/$1.log" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "$port"
 }
 
 stop() {
