@@ -132,6 +132,9 @@ def flink_taskmanager_mirror(local_url):
     It reads the job's endpoint only once Prometheus has scraped the job directly (`render.first_scraped`,
     set by the fixture): `--metrics-wait` lets the job start on the first scrape it answers, and that
     must be Prometheus's, so that Prometheus sees the counters from zero. Until then it serves nothing.
+    Its first answer holds every counter at 0, as a real Flink task reports them when it starts
+    (counters are touched at 0 in start_bundle): a fast job may be over before the stand-in's first
+    scrape, and a counter first seen at its final value has no increase.
     `render.final_serves` counts the answers given since the real job reported itself done.
     """
     last = {"text": ""}
@@ -143,6 +146,7 @@ def flink_taskmanager_mirror(local_url):
             text = urllib.request.urlopen(local_url, timeout=5).read().decode()
         except OSError:
             return last["text"]
+        starting = not last["text"]
         if 'guetteur_job_state{state="done"} 1.0' in text:
             render.final_serves += 1
         out = []
@@ -157,6 +161,8 @@ def flink_taskmanager_mirror(local_url):
                 value = int(sample.value)
                 if family.type == "gauge":
                     shares = (value, value)  # each subtask holds its own position
+                elif starting:
+                    shares = (0, 0)
                 else:
                     shares = (value - value // 2, value // 2)  # counts split between subtasks
                 for subtask, share in enumerate(shares):

@@ -40,6 +40,12 @@ class _DetectionCounters:
         self.accounts = Metrics.counter(METRICS_NAMESPACE, "accounts_tracked")
         self._alerts: Dict[str, object] = {}
 
+    def touch(self) -> None:
+        # At 0 from the first bundle on, on every runner (Flink's reporter shows a counter only once
+        # it is reported), like the local exporter's core counters: dashboards get 0, not "no data".
+        for counter in (self.windows_scored, self.late_windows, self.duplicates, self.accounts):
+            counter.inc(0)
+
     def scored(self, activities) -> None:
         late = duplicates = 0
         for activity in activities:
@@ -90,10 +96,7 @@ class DetectPerGroupFn(beam.DoFn):
         self._counters = _DetectionCounters()
 
     def start_bundle(self):
-        # At 0 from the first bundle on, on every runner (Flink's reporter shows a counter only once
-        # it is reported), like the local exporter's core counters: dashboards get 0, not "no data".
-        for counter in (self._windows_scored, self._late_windows, self._duplicates, self._accounts):
-            counter.inc(0)
+        self._counters.touch()
 
     def process(
         self,
@@ -144,6 +147,9 @@ class DetectPerGroupInBatchFn(beam.DoFn):
 
     def setup(self):
         self._counters = _DetectionCounters()
+
+    def start_bundle(self):
+        self._counters.touch()
 
     def process(self, element, baselines):
         with paused_gc():
