@@ -114,7 +114,7 @@ def test_streaming_detection_from_kafka_on_flink_alerts_while_traffic_flows(serv
     """The local runner's alerts, published by the streaming job while events are still streaming in.
 
     After the fixture, a clock account logs in every 5 minutes of event time at a steady 20 records/s
-    until the alerts are all out (at most 20 days of event time): the topic never pauses, so the
+    until the alerts are all out (at most 40 days of event time, ~10 minutes): the topic never pauses, so the
     windows can only close because the watermark follows the records, not because a poll came back
     empty. The assertion is on order (alerts seen while the ticker still produced), not on time.
     """
@@ -152,7 +152,7 @@ def test_streaming_detection_from_kafka_on_flink_alerts_while_traffic_flows(serv
     def tick():
         ticking.set()
         try:
-            replay(bootstrap, "stream.events", _ticker(last_ms, 5 * MS_PER_MINUTE, 20 * 288, stop), rate=20)
+            replay(bootstrap, "stream.events", _ticker(last_ms, 5 * MS_PER_MINUTE, 40 * 288, stop), rate=20)
         finally:
             ticking.clear()
 
@@ -166,7 +166,7 @@ def test_streaming_detection_from_kafka_on_flink_alerts_while_traffic_flows(serv
     try:
         replay(bootstrap, "stream.events", to_lines(events))
         ticker.start()
-        received = consume(bootstrap, "stream.alerts", all_out, timeout_s=420)
+        received = consume(bootstrap, "stream.alerts", all_out, timeout_s=600)
         state = str(result.state)
     finally:
         stop.set()

@@ -14,7 +14,7 @@
 # (UnboundedSourceWrapper: checkpointed offsets, a watermark emitted every auto-watermark interval).
 # Without it, Beam 2.54 expands KafkaIO to a splittable DoFn that, on Flink's portable runner,
 # never returns while polls bring records (the runner sends it no split requests): its bundle, and
-# so the watermark and Flink's checkpoints, only move when the topic pauses. (This setting is read
+# so its watermark, only move when the topic pauses. (This setting is read
 # from the expansion service's own options, not from the pipeline's: it must be here.)
 # State: $RUN_DIR (default out/local-services): *.pid, *.log, beam-services.env.
 set -euo pipefail
