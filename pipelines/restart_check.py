@@ -151,12 +151,19 @@ def _compare(reference: List[dict], got: List[dict]) -> Dict[str, object]:
     }
 
 
-def _cancel(master: str, job: str) -> None:
+def _cancel(master: str, job: str, timeout_s: float = 120) -> None:
+    """Cancels `job` and waits until it is gone and its slots are free again (the next run needs one)."""
     try:
         urllib.request.urlopen(urllib.request.Request(f"http://{master}/jobs/{job}?mode=cancel", method="PATCH"),
                                timeout=10).read()
     except OSError:
         pass
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if (_job_state(master, job) in ("CANCELED", "FINISHED", "FAILED")
+                and _rest(master, "/overview").get("slots-available", 0) > 0):
+            return
+        time.sleep(1)
 
 
 def run_check(args) -> dict:
