@@ -24,7 +24,8 @@ from typing import Dict, List, Optional
 from pipelines.replay import ReplayLog, consume, latency_of, percentile, read_lines, replay
 
 
-def _prometheus_counters(ports: List[int], names=("lines_read", "events_accepted", "dead_lettered", "windows_scored")
+def _prometheus_counters(ports: List[int], names=("lines_read", "events_accepted", "dead_lettered", "windows_scored",
+                                                     "late_windows")
                          ) -> Dict[str, float]:
     """Beam counters as Flink's Prometheus reporter exposes them (summed over operators)."""
     totals: Dict[str, float] = {}

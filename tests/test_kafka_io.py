@@ -5,7 +5,7 @@
   month replayed long after it happened.
 - Bad lines read from Kafka are dead-lettered to PREFIX.deadletter with their source, not dropped.
 - The detection pipeline, streaming from Kafka on Flink with checkpointing, publishes the alerts the
-  local runner finds in the same events, while the job runs.
+  local runner finds in the same events, while events are still streaming in (no pause needed).
 """
 
 import apache_beam as beam
@@ -102,47 +102,83 @@ def _streaming_blockers(pipeline_options) -> list:
     return blockers
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 4, open: Beam Java 2.54's KafkaIO advances event time only when a poll comes back empty, "
-    "so alerts wait for the topic to pause; on a loaded fresh machine they can miss the drain window",
-)
-def test_streaming_detection_from_kafka_on_flink_matches_the_local_runner(services, tmp_path):
+def _ticker(start_ms: int, step_ms: int, count: int, stop):
+    """Logins of a clock account, one every `step_ms` of event time: traffic that keeps flowing."""
+    for i in range(1, count + 1):
+        if stop.is_set():
+            return
+        yield orjson.dumps(event(start_ms + i * step_ms, "zz-clock", "login"))
+
+
+def test_streaming_detection_from_kafka_on_flink_alerts_while_traffic_flows(services, tmp_path):
+    """The local runner's alerts, published by the streaming job while events are still streaming in.
+
+    After the fixture, a clock account logs in every 5 minutes of event time at a steady 20 records/s
+    until the alerts are all out (at most 40 days of event time, ~10 minutes): the topic never pauses, so the
+    windows can only close because the watermark follows the records, not because a poll came back
+    empty. The assertion is on order (alerts seen while the ticker still produced), not on time.
+    """
+    import threading
+
     from pipelines.detect import build_pipeline
     from pipelines.options import LOCAL_RUNNER
     from schemas.timestamps import parse_rfc3339_ms
-    from tests.event_factory import MS_PER_DAY, write_jsonl
+    from tests.event_factory import MS_PER_DAY, MS_PER_MINUTE, write_jsonl
     from tests.test_flink_runner import fixed_input, run
 
     bootstrap, expansion = services["BOOTSTRAP"], services["EXPANSION_SERVICE"]
     events = fixed_input()
-    expected = run(write_jsonl(tmp_path / "events.jsonl", events), str(tmp_path / "local"), [f"--runner={LOCAL_RUNNER}"])
-    assert expected, "the fixture must alert"
+    last_ms = parse_rfc3339_ms(events[-1]["ts"])
+    closer = event(last_ms + MS_PER_DAY, "zz-clock", "login")
+    expected = run(write_jsonl(tmp_path / "events.jsonl", events + [closer]), str(tmp_path / "local"),
+                   [f"--runner={LOCAL_RUNNER}"])
+    assert expected and {actor for _, actor, *_ in expected} == {"acct-2"}, "the fixture must make the scraper alert"
+    expected_ids = {alert_id for alert_id, *_ in expected}
 
     options = GuetteurOptions(
         flink_args(job_endpoint=services["JOB_ENDPOINT"], streaming=True, checkpointing_interval_ms=5000, restarts=0)
         + [f"--input=kafka://{bootstrap}/stream.events", f"--output=kafka://{bootstrap}/stream",
            f"--expansion_service={expansion}"]
     )
-    blockers = _streaming_blockers(options)
-    if blockers:
-        pytest.xfail("streaming on Flink is blocked by: " + "; ".join(blockers))
+    assert not _streaming_blockers(options)
     _script("kafka.sh", "topics", "stream.events", "stream.alerts", "stream.deadletter", run_dir=services["RUN_DIR"])
 
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()  # a streaming job: it runs until cancelled
+    stop, ticking = threading.Event(), threading.Event()
+    seen_while_ticking = []
+
+    def tick():
+        ticking.set()
+        try:
+            replay(bootstrap, "stream.events", _ticker(last_ms, 5 * MS_PER_MINUTE, 40 * 288, stop), rate=20)
+        finally:
+            ticking.clear()
+
+    def all_out(records):  # an alert is re-published as it escalates: count records, not ids
+        done = sum(record["alert_id"] in expected_ids for record, _, _ in records) >= len(expected)
+        if done:
+            seen_while_ticking.append(ticking.is_set())
+        return done
+
+    ticker = threading.Thread(target=tick, name="ticker")
     try:
-        # In a stream the last windows close when event time moves past them: a login a day later does it.
-        closer = event(parse_rfc3339_ms(events[-1]["ts"]) + MS_PER_DAY, "zz-clock", "login")
-        replay(bootstrap, "stream.events", to_lines(events + [closer]))
-        received = consume(bootstrap, "stream.alerts", lambda records: len(records) >= len(expected), timeout_s=300)
-        facts = sorted((a["alert_id"], a["actor"], a["severity"], a["detected_at"], a["status"], a["observed"])
-                       for a, _, _ in received)
-        assert str(result.state) == "RUNNING", "alerts must come while the job runs, not when it ends"
+        replay(bootstrap, "stream.events", to_lines(events))
+        ticker.start()
+        received = consume(bootstrap, "stream.alerts", all_out, timeout_s=600)
+        state = str(result.state)
     finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
         result.cancel()
+    facts = sorted((a["alert_id"], a["actor"], a["severity"], a["detected_at"], a["status"], a["observed"])
+                   for a, _, _ in received if a["alert_id"] in expected_ids)
     assert facts == expected
+    assert seen_while_ticking == [True], "alerts must come while events still stream in, not when the topic pauses"
+    assert state == "RUNNING"
+    assert not [a for a, _, _ in received if a["alert_id"] not in expected_ids], "no alert beyond the local runner's"
 
 
 def test_detect_with_kafka_urls_needs_an_expansion_service(capsys):

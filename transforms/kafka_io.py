@@ -4,6 +4,15 @@
   `ParseEvents`, each timestamped with its Kafka record's CreateTime. The producer
   (`pipelines.replay`) sets that to the event's `ts`, so event time, and the watermark, follow the
   events even when a past month is replayed.
+
+  A stream is read through Guetteur's own cross-language transform (deploy/kafka-read/, Java):
+  KafkaIO with a timestamp policy whose watermark is the newest CreateTime read minus
+  `max_disorder_ms`. KafkaIO's built-in "CreateTime" policy jumps the watermark to the wall clock
+  whenever the reader has caught up with the topic, which under a steady stream of past events
+  (a replay, a backlog) makes every following event late. The expansion service runs KafkaIO as a
+  native Flink source (`use_deprecated_read`, deploy/local/beam-services.sh): Beam 2.54's splittable
+  Kafka read never ends its bundle while records keep coming, so on Flink its watermark only moved
+  when the topic paused. A bounded read (`max_num_records`) keeps KafkaIO's built-in transform.
 - `WriteJsonToKafka`: records -> JSON values on a topic, keyed (alerts by actor).
 
 The expansion service is a Java process (deploy/local/beam-services.sh) started with
@@ -25,6 +34,10 @@ import orjson
 from apache_beam.transforms.external import ExternalTransform, NamedTupleBasedPayloadBuilder
 
 READ_URN = "beam:transform:org.apache.beam:kafka_read_without_metadata:v1"
+EVENT_TIME_READ_URN = "beam:transform:guetteur:kafka_read_event_time:v1"  # deploy/kafka-read/
+# Out-of-order tolerance of the watermark: an event up to this much older than the newest one read is
+# still on time. Later ones are late (allowed lateness then decides, transforms/account_windows.py).
+DEFAULT_MAX_DISORDER_MS = 10_000
 WRITE_URN = "beam:transform:org.apache.beam:kafka_write:v1"
 BYTES_DESERIALIZER = "org.apache.kafka.common.serialization.ByteArrayDeserializer"
 BYTES_SERIALIZER = "org.apache.kafka.common.serialization.ByteArraySerializer"
@@ -42,6 +55,18 @@ _ReadConfig = typing.NamedTuple(
         ("max_read_time", typing.Optional[int]),
         ("commit_offset_in_finalize", bool),
         ("timestamp_policy", str),
+    ],
+)
+
+_EventTimeReadConfig = typing.NamedTuple(
+    "_EventTimeReadConfig",
+    [
+        ("consumer_config", typing.Mapping[str, str]),
+        ("topics", typing.List[str]),
+        ("max_disorder_ms", int),
+        ("idle_advance_ms", int),
+        ("start_read_time", typing.Optional[int]),
+        ("commit_offset_in_finalize", bool),
     ],
 )
 
@@ -65,6 +90,9 @@ class ReadEventsFromKafka(beam.PTransform):
 
     `max_num_records` makes the read bounded (tests, backfills); without it the read never ends.
     `group_id` lets a restarted job resume from committed offsets (committed on checkpoint).
+    `max_disorder_ms`: how far behind the newest CreateTime read the watermark stays.
+    `idle_advance_ms`: 0 (default) keeps event time still while the topic is idle, right for replays;
+    a live topic can set it so that, after that long without records, event time follows the clock.
     """
 
     def __init__(
@@ -76,8 +104,12 @@ class ReadEventsFromKafka(beam.PTransform):
         start_read_time_ms: Optional[int] = None,
         max_num_records: Optional[int] = None,
         consumer_config: Optional[Mapping[str, str]] = None,
+        max_disorder_ms: int = DEFAULT_MAX_DISORDER_MS,
+        idle_advance_ms: int = 0,
     ):
         super().__init__()
+        self._max_disorder_ms = max_disorder_ms
+        self._idle_advance_ms = idle_advance_ms
         self._bootstrap = bootstrap
         self._topic = topic
         self._expansion_service = expansion_service
@@ -90,22 +122,31 @@ class ReadEventsFromKafka(beam.PTransform):
         config = {"bootstrap.servers": self._bootstrap, "auto.offset.reset": "earliest", **self._consumer_config}
         if self._group_id:
             config["group.id"] = self._group_id
-        payload = _ReadConfig(
-            consumer_config=config,
-            topics=[self._topic],
-            key_deserializer=BYTES_DESERIALIZER,
-            value_deserializer=BYTES_DESERIALIZER,
-            start_read_time=self._start_read_time_ms,
-            max_num_records=self._max_num_records,
-            max_read_time=None,
-            commit_offset_in_finalize=bool(self._group_id),
-            timestamp_policy=CREATE_TIME,
-        )
+        if self._max_num_records is None:
+            urn, payload = EVENT_TIME_READ_URN, _EventTimeReadConfig(
+                consumer_config=config,
+                topics=[self._topic],
+                max_disorder_ms=self._max_disorder_ms,
+                idle_advance_ms=self._idle_advance_ms,
+                start_read_time=self._start_read_time_ms,
+                commit_offset_in_finalize=bool(self._group_id),
+            )
+        else:
+            urn, payload = READ_URN, _ReadConfig(
+                consumer_config=config,
+                topics=[self._topic],
+                key_deserializer=BYTES_DESERIALIZER,
+                value_deserializer=BYTES_DESERIALIZER,
+                start_read_time=self._start_read_time_ms,
+                max_num_records=self._max_num_records,
+                max_read_time=None,
+                commit_offset_in_finalize=bool(self._group_id),
+                timestamp_policy=CREATE_TIME,
+            )
         source = kafka_source_name(self._bootstrap, self._topic)
         return (
             pbegin
-            | "KafkaIO"
-            >> ExternalTransform(READ_URN, NamedTupleBasedPayloadBuilder(payload), self._expansion_service)
+            | "KafkaIO" >> ExternalTransform(urn, NamedTupleBasedPayloadBuilder(payload), self._expansion_service)
             | "WithSource" >> beam.Map(lambda kv, source=source: (source, kv[1])).with_output_types(
                 typing.Tuple[str, bytes]
             )

@@ -9,13 +9,20 @@
 # Kafka transform expanded with --defaultEnvironmentType=EMBEDDED runs inside the Flink JVM: in the job
 # server itself with FLINK_MASTER=[local] (Flink's embedded mini-cluster), or in the TaskManagers of
 # the session cluster the job server submits to (it ships this classpath with the job).
+#
+# use_deprecated_read: KafkaIO then expands to a plain unbounded Read, which Flink runs natively
+# (UnboundedSourceWrapper: checkpointed offsets, a watermark emitted every auto-watermark interval).
+# Without it, Beam 2.54 expands KafkaIO to a splittable DoFn that, on Flink's portable runner,
+# never returns while polls bring records (the runner sends it no split requests): its bundle, and
+# so its watermark, only move when the topic pauses. (This setting is read
+# from the expansion service's own options, not from the pipeline's: it must be here.)
 # State: $RUN_DIR (default out/local-services): *.pid, *.log, beam-services.env.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 start() {
   "$REPO_ROOT/deploy/local/fetch.sh" flink-runner
-  local cp; cp="$(classpath_of "$BEAM_FLINK_DIR")"
+  local cp; cp="$(classpath_of "$BEAM_FLINK_DIR"):$KAFKA_READ_JAR"
   local job_port="${JOB_PORT:-$(free_port)}" expansion_port="${EXPANSION_PORT:-$(free_port)}"
   local internal_expansion_port; internal_expansion_port="$(free_port)"
   local master="${FLINK_MASTER:-[local]}"
@@ -28,7 +35,7 @@ start() {
     --expansion-port "$internal_expansion_port" --flink-master "$master"
   start_service expansion-service java -Xmx512m -cp "$cp" \
     org.apache.beam.sdk.expansion.service.ExpansionService "$expansion_port" \
-    --defaultEnvironmentType=EMBEDDED
+    --defaultEnvironmentType=EMBEDDED --experiments=use_deprecated_read
   wait_for_port flink-job-server "$job_port" 120
   wait_for_port expansion-service "$expansion_port" 120
   printf 'JOB_ENDPOINT=127.0.0.1:%s\nEXPANSION_SERVICE=127.0.0.1:%s\nFLINK_MASTER=%s\n' \

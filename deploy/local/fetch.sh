@@ -4,7 +4,8 @@
 #
 #   deploy/local/fetch.sh [all|flink-runner|flink-dist|kafka|prism]...
 #
-#   flink-runner  Beam's Flink runner + job server + KafkaIO expansion service classpath (Maven, -C strict checksums)
+#   flink-runner  Beam's Flink runner + job server + KafkaIO expansion service classpath (Maven, -C strict checksums),
+#                 and Guetteur's event-time Kafka read (deploy/kafka-read/, compiled here with javac)
 #   kafka         Kafka broker jars for KRaft mode (Maven, strict checksums)
 #   flink-dist    a Flink session cluster (JobManager + TaskManager) from the apache-flink-libraries PyPI archive
 #                 (pip, --require-hashes)
@@ -62,6 +63,18 @@ fetch_flink_runner() {
 EOF
   mvn_classpath "$dir"
   touch "$dir/.complete"
+}
+
+build_kafka_read() {  # deploy/kafka-read/ -> $KAFKA_READ_JAR (named by the sources' checksum: rebuilt when they change)
+  [[ -f "$KAFKA_READ_JAR" ]] && return
+  command -v javac >/dev/null || { echo "fetch: a JDK (javac) is required" >&2; exit 1; }
+  log "Guetteur's event-time Kafka read (javac)"
+  local src="$REPO_ROOT/deploy/kafka-read" build; build="$(mktemp -d)"
+  javac --release 11 -nowarn -d "$build" -cp "$(cat "$BEAM_FLINK_DIR/classpath.txt")" "$src"/src/guetteur/kafka/*.java
+  cp -r "$src/META-INF" "$build/"
+  rm -f "$BEAM_FLINK_DIR"/guetteur-kafka-read-*.jar
+  (cd "$build" && jar cf "$KAFKA_READ_JAR.tmp" .) && mv "$KAFKA_READ_JAR.tmp" "$KAFKA_READ_JAR"
+  rm -rf "$build"
 }
 
 fetch_kafka() {
@@ -127,7 +140,7 @@ targets=("$@")
 [[ ${#targets[@]} -eq 0 || "${targets[0]}" == all ]] && targets=(flink-runner kafka flink-dist prism)
 for target in "${targets[@]}"; do
   case "$target" in
-    flink-runner) fetch_flink_runner ;;
+    flink-runner) fetch_flink_runner; build_kafka_read ;;
     kafka) fetch_kafka ;;
     flink-dist) fetch_flink_dist ;;
     prism) fetch_prism ;;

@@ -6,6 +6,8 @@
 #   deploy/local/flink-cluster.sh start   # FLINK_REST_PORT (free port if unset), FLINK_SLOTS (4)
 #   deploy/local/flink-cluster.sh stop
 #   deploy/local/flink-cluster.sh env     # FLINK_MASTER=127.0.0.1:port, PROMETHEUS_JOBMANAGER=127.0.0.1:port,...
+#   deploy/local/flink-cluster.sh kill-taskmanager    # SIGKILL the TaskManager (a crash; restart tests)
+#   deploy/local/flink-cluster.sh start-taskmanager   # a new TaskManager for the running JobManager
 #
 # The JVMs are launched directly (not through Flink's daemon scripts) so that they run in process
 # groups this script owns and stops; every memory pool is set explicitly in flink-conf.yaml and the
@@ -86,16 +88,7 @@ start() {
     "$logprops" -Dlog.file="$RUN_DIR/flink-jobmanager.log" \
     -cp "$cp" org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint --configDir "$CONF"
   wait_for_port flink-jobmanager "$rest" 120
-  # Heap = framework + task heap; direct = framework + task off-heap + network (flink-conf above).
-  start_service flink-taskmanager java "${JAVA_OPENS[@]}" -Xms1152m -Xmx1152m -XX:MaxDirectMemorySize=256m \
-    -XX:MaxMetaspaceSize=256m "$logprops" -Dlog.file="$RUN_DIR/flink-taskmanager.log" \
-    -cp "$cp" org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$CONF"
-  local deadline=$((SECONDS + 120))
-  until curl -sf "http://127.0.0.1:$rest/taskmanagers" | grep -q '"slotsNumber"'; do
-    ((SECONDS < deadline)) || { echo "no TaskManager registered; see $RUN_DIR/flink-taskmanager.log" >&2; exit 1; }
-    is_running flink-taskmanager || { tail -20 "$RUN_DIR/flink-taskmanager.log" >&2; exit 1; }
-    sleep 1
-  done
+  start_taskmanager "$rest"
   # Each JVM's reporter takes the first free port of the range: read which one from its log.
   local jm_prom tm_prom
   jm_prom="$(reporter_port flink-jobmanager)" tm_prom="$(reporter_port flink-taskmanager)"
@@ -115,6 +108,36 @@ reporter_port() {  # $1 service: the port its Prometheus reporter listens on, fr
   echo "$port"
 }
 
+start_taskmanager() {  # $1 REST port: one TaskManager (log appended: a restarted one keeps the history)
+  local rest="$1" cp="$FLINK_HOME_DIR/lib/*" logprops="-Dlog4j.configurationFile=file:$CONF/log4j.properties"
+  export FLINK_PLUGINS_DIR="$FLINK_HOME_DIR/plugins" FLINK_CONF_DIR="$CONF"
+  [[ -f "$RUN_DIR/flink-taskmanager.log" ]] && cat "$RUN_DIR/flink-taskmanager.log" >>"$RUN_DIR/flink-taskmanager.previous.log"
+  # Heap = framework + task heap; direct = framework + task off-heap + network (flink-conf above).
+  start_service flink-taskmanager java "${JAVA_OPENS[@]}" -Xms1152m -Xmx1152m -XX:MaxDirectMemorySize=256m \
+    -XX:MaxMetaspaceSize=256m "$logprops" -Dlog.file="$RUN_DIR/flink-taskmanager.log" \
+    -cp "$cp" org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$CONF"
+  local deadline=$((SECONDS + 120))
+  until curl -sf "http://127.0.0.1:$rest/taskmanagers" | grep -q '"slotsNumber"'; do
+    ((SECONDS < deadline)) || { echo "no TaskManager registered; see $RUN_DIR/flink-taskmanager.log" >&2; exit 1; }
+    is_running flink-taskmanager || { tail -20 "$RUN_DIR/flink-taskmanager.log" >&2; exit 1; }
+    sleep 1
+  done
+}
+
+rest_port() {
+  sed -n 's/^FLINK_MASTER=127.0.0.1://p' "$RUN_DIR/flink-cluster.env"
+}
+
+kill_taskmanager() {  # a crash, not a shutdown: SIGKILL to the TaskManager's process group
+  local pidfile="$RUN_DIR/flink-taskmanager.pid"
+  [[ -f "$pidfile" ]] || { echo "no TaskManager running" >&2; exit 1; }
+  local pid; pid="$(cat "$pidfile")"
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  rm -f "$pidfile"
+  echo "killed TaskManager (pid $pid)"
+}
+
 stop() {
   stop_service flink-taskmanager
   stop_service flink-jobmanager
@@ -125,5 +148,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   env) cat "$RUN_DIR/flink-cluster.env" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  kill-taskmanager) kill_taskmanager ;;
+  start-taskmanager) start_taskmanager "$(rest_port)" ;;
+  *) echo "usage: $0 start|stop|env|kill-taskmanager|start-taskmanager" >&2; exit 2 ;;
 esac

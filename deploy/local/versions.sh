@@ -25,3 +25,5 @@ BEAM_FLINK_DIR="$CACHE/beam-flink-$BEAM_FLINK_MAJOR-$BEAM_JAVA_VERSION-kafka-$KA
 KAFKA_DIR="$CACHE/kafka-$KAFKA_SCALA-$KAFKA_VERSION"
 FLINK_HOME_DIR="$CACHE/flink-$FLINK_VERSION"
 PRISM_BIN="$CACHE/bin/prism-$PRISM_VERSION"
+# Guetteur's own event-time Kafka read (deploy/kafka-read/), built by fetch.sh flink-runner.
+KAFKA_READ_JAR="$BEAM_FLINK_DIR/guetteur-kafka-read-$(cat "$REPO_ROOT"/deploy/kafka-read/src/guetteur/kafka/*.java "$REPO_ROOT"/deploy/kafka-read/META-INF/services/* | cksum | cut -d' ' -f1).jar"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# make restart-flink: the detection job on a real Flink session cluster with checkpointing, crashed
+# (TaskManager SIGKILLed mid-stream) and stopped/restarted from a savepoint; its alerts compared with
+# an uninterrupted run's (pipelines/restart_check.py). Everything it starts is stopped at the end.
+#
+#   RESTART_RATE=300 RESTART_DAYS=4 RESTART_ACTORS=40 deploy/local/restart-flink.sh
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+PY="$REPO_ROOT/.venv/bin/python"
+OUT="$REPO_ROOT/out/restart-flink"
+export RUN_DIR="$OUT/services"
+rm -rf "$OUT" && mkdir -p "$RUN_DIR"
+
+cleanup() {
+  "$REPO_ROOT/deploy/local/beam-services.sh" stop || true
+  "$REPO_ROOT/deploy/local/flink-cluster.sh" stop || true
+  "$REPO_ROOT/deploy/local/kafka.sh" stop || true
+}
+trap cleanup EXIT
+
+echo "== 1/3 simulate ${RESTART_DAYS:-4} days, ${RESTART_ACTORS:-40} accounts (seed ${RESTART_SEED:-7})"
+"$PY" -m pipelines simulate --output "$OUT/input" --seed "${RESTART_SEED:-7}" --days "${RESTART_DAYS:-4}" \
+  --actors "${RESTART_ACTORS:-40}"
+echo "== 2/3 start Kafka (KRaft), a Flink session cluster, the Beam job server and KafkaIO expansion service"
+eval "$("$REPO_ROOT/deploy/local/kafka.sh" start)"
+eval "$("$REPO_ROOT/deploy/local/flink-cluster.sh" start)"
+eval "$(FLINK_MASTER="$FLINK_MASTER" "$REPO_ROOT/deploy/local/beam-services.sh" start)"
+echo "== 3/3 reference run, TaskManager crash, stop with savepoint and restore, control without state"
+"$PY" -m pipelines.restart_check --bootstrap "$BOOTSTRAP" --job-endpoint "$JOB_ENDPOINT" \
+  --expansion-service "$EXPANSION_SERVICE" --flink-master "$FLINK_MASTER" --input "$OUT/input/events.jsonl" \
+  --savepoint-dir "$RUN_DIR/flink-checkpoints/savepoints" --rate "${RESTART_RATE:-300}" | tee "$OUT/report.json"
