@@ -141,8 +141,9 @@ class AccountModel:
             for measure in range(4):
                 self.day_sums[measure] -= old[1 + measure]
 
-    def hour_sum(self, measure: int, window_end_ms: int) -> int:
-        since = window_end_ms - MS_PER_HOUR
+    def hour_sum(self, measure: int, window_end_ms: int, span_ms: int = MS_PER_HOUR) -> int:
+        """Sum of `measure` over the windows starting in [end - span, end) (span at most a day)."""
+        since = window_end_ms - span_ms
         total = 0
         for point in reversed(self.recent):
             if point.start_ms < since:

@@ -76,16 +76,21 @@ def expectation(
     adjustments: Sequence[str],
     trust_days: int,
     floor_factor: Optional[float] = None,
+    as_of_day_start: bool = False,
 ) -> Expectation:
     """The expected usual maximum for one measure, blended from own history, peers and role.
 
     `factor` scales the learned threshold for context (off hours, a busy organisation);
-    `floor_factor` (default: the same) scales the floor.
+    `floor_factor` (default: the same) scales the floor. With `as_of_day_start`, a trusted
+    account is judged on what it had learned when the day began: what it did since, under the
+    threshold, does not lift today's bar (a new account still learns within the day: that is how
+    it leaves its prior).
     """
     trust = model.trust(trust_days)
     fallback, fallback_source = (peers, PEER_GROUP) if peers is not None else (prior, ROLE_PRIOR)
-    own = model.peaks[slot] if model.history_days else None
-    value = trust * model.peaks[slot] + (1.0 - trust) * fallback
+    learned = model.day_start_peaks[slot] if as_of_day_start and trust >= 1.0 else model.peaks[slot]
+    own = learned if model.history_days else None
+    value = trust * learned + (1.0 - trust) * fallback
     if trust >= 1.0:
         source = OWN_HISTORY
     elif trust <= 0.0:
