@@ -100,8 +100,10 @@ def test_a_modest_first_day_does_not_alert_a_new_account():
 def test_reading_at_an_hour_it_never_works_weighs_more():
     history = working_days("acct-1", days=8, per_window=12)
     daytime, night = day(8, 10), day(8, 2)
-    _, by_day = run(history + [window("acct-1", daytime, 40)])
-    _, by_night = run(history + [window("acct-1", night, 40)])
+    # Its own files (records it never opened would alert in the day too): 70 weigh as 35.
+    own_files = [f"acct-1-rec-{i % 12}" for i in range(70)]
+    _, by_day = run(history + [window("acct-1", daytime, 70, records_ids=own_files)])
+    _, by_night = run(history + [window("acct-1", night, 70, records_ids=own_files)])
     assert by_day == []
     assert len(by_night) == 1 and "off_hours" in by_night[0].expected.adjustments
 
@@ -120,8 +122,9 @@ def test_reading_records_it_never_opened_before_alerts_once_its_portfolio_is_kno
 def test_an_organisation_busier_as_a_whole_does_not_alert_on_everybody():
     names = [f"m{i}" for i in range(6)]
     history = [w for name in names for w in working_days(name, days=8, per_window=6)]
-    # Day 9: everyone works through its files all morning at five times its usual pace (a deadline).
-    busy = [window(name, day(8, 9) + i * WINDOW, 30) for name in names for i in range(36)]
+    # Day 9: everyone works through its own files all morning at several times its usual pace (a deadline).
+    busy = [window(name, day(8, 9) + i * WINDOW, 40, records_ids=[f"{name}-rec-{r % 6}" for r in range(40)])
+            for name in names for i in range(36)]
     _, quiet_org = run(history + busy)
     _, alone = run(history + [w for w in busy if w.actor == "m0"])
     assert quiet_org == []

@@ -146,8 +146,16 @@ class AccountModel:
             for measure in range(4):
                 self.day_sums[measure] -= old[1 + measure]
 
-    def hour_sum(self, measure: int, window_end_ms: int) -> int:
-        return self.hour_sums(window_end_ms)[measure]
+    def hour_sum(self, measure: int, window_end_ms: int, span_ms: int = MS_PER_HOUR) -> int:
+        """Sum of `measure` over the windows starting in [end - span, end) (span at most a day)."""
+        since = window_end_ms - span_ms
+        total = 0
+        for point in reversed(self.recent):
+            if point.start_ms < since:
+                break
+            if point.start_ms < window_end_ms:
+                total += point[1 + measure]
+        return total
 
     def hour_sums(self, window_end_ms: int) -> List[int]:
         """Every measure summed over the hour ending at `window_end_ms`, in one pass."""

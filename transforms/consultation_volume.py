@@ -2,8 +2,9 @@
 
 Measured at three scales at once — the 5-minute window, the rolling hour and
 the rolling day — and, once its portfolio is known, as records the account
-never opened before in the last hour. The worst of these decides; a score is
-the ratio to its threshold, so 1.0 is the edge and 10 means ten times past it.
+never opened before in the last 15 minutes, hour and 3 hours. The worst of
+these decides; a score is the ratio to its threshold, so 1.0 is the edge and
+10 means ten times past it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import List, NamedTuple, Optional
 
 from schemas.alert import Expectation
 from schemas.baseline import PEAK_NOVEL_1H, VOLUME_PEAKS
+from transforms.account_model import NOVEL
 from transforms.baselines import blended_usual, expectation, threshold_of
-from transforms.detection_config import VOLUME_SCALES, DetectionConfig
+from transforms.detection_config import NOVELTY_SPANS, VOLUME_SCALES, DetectionConfig
 
 RULE = "consultation_volume"
 UNITS = {"5m": "records per 5 min", "1h": "records per 1 h", "1d": "records per 24 h"}
@@ -71,17 +73,28 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
     if novel_1h is not None:
         novelty = config.novelty
         novelty_prior = novelty.floor_1h / novelty.multiplier
-        limit = threshold_of(blended_usual(model, PEAK_NOVEL_1H, novelty_prior, None, 0), novelty.floor_1h,
-                             novelty.multiplier, context.factor, context.floor_factor)
-        if round(novel_1h / limit, 2) > 1.0:
+        trust = model.trust(volume.trust_days)
+        for span, minutes in NOVELTY_SPANS:
+            if minutes > 60 and trust < 1.0:
+                continue  # hours of strangers' files mean something once the portfolio is well known
+            observed = novel_1h if minutes == 60 else model.hour_sum(NOVEL, context.window_end_ms, minutes * 60_000)
+            # A portfolio learned over few days leaves more of the account's own files looking new.
+            floor = novelty.floor(span) * (2.0 - trust)
+            # Strangers' files are the attacker's signature: an attacker reading a few more of them
+            # each hour must not teach the account, within the day, that this is its normal.
+            usual = blended_usual(model, PEAK_NOVEL_1H, novelty_prior, None, volume.trust_days, as_of_day_start=True)
+            limit = threshold_of(usual, floor, novelty.multiplier_for(span), context.factor, context.floor_factor)
+            if round(observed / limit, 2) <= 1.0:
+                continue
             expected = expectation(
                 model, PEAK_NOVEL_1H, novelty_prior, None,
                 unit="records never opened before, per 1 h",
-                floor=novelty.floor_1h, multiplier=novelty.multiplier,
-                factor=context.factor, adjustments=context.adjustments, trust_days=0,
-                floor_factor=context.floor_factor,
+                floor=floor, multiplier=novelty.multiplier_for(span),
+                factor=context.factor, adjustments=context.adjustments, trust_days=volume.trust_days,
+                floor_factor=context.floor_factor, as_of_day_start=True,
             )
             findings.append(
-                Finding(RULE, "novel_records_1h", 60, novel_1h, round(novel_1h / expected.threshold, 2), expected)
+                Finding(RULE, f"novel_records_{span}", minutes, observed, round(observed / expected.threshold, 2),
+                        expected)
             )
     return worst(findings)

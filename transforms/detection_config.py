@@ -25,7 +25,7 @@ class VolumeConfig:
     multiplier_1d: float = 4.5
     floor_5m: float = 60.0
     floor_1h: float = 180.0
-    floor_1d: float = 720.0
+    floor_1d: float = 900.0
     # Active days of its own before an account's history fully replaces its peers' and role's.
     trust_days: int = 5
     # The learned usual maximum fades by this factor per active day (an old busy spell is forgotten)...
@@ -56,13 +56,33 @@ class VolumeConfig:
         return getattr(self, f"multiplier_{scale}")
 
 
+# The spans novelty is summed over, as (label, minutes): a quarter of an hour catches an attacker
+# riding on a heavy account's own work within minutes; three hours, one reading a few strangers'
+# files at a time all day long.
+NOVELTY_SPANS = (("15m", 15), ("1h", 60), ("3h", 180))
+
+
 @dataclass(frozen=True)
 class NoveltyConfig:
-    # Records the account never consulted before, per hour, against its usual maximum of those.
+    # Records the account never consulted before, per rolling hour, against its usual maximum of
+    # those per hour: alerts above max(floor_1h, multiplier x that usual maximum).
     multiplier: float = 3.0
     floor_1h: float = 40.0
-    # Novelty means something only once the account's portfolio has been learned.
-    min_history_days: int = 3
+    # The same over the last 15 minutes and the last 3 hours, against the same hourly usual maximum.
+    multiplier_15m: float = 1.5
+    floor_15m: float = 20.0
+    multiplier_3h: float = 8.0
+    floor_3h: float = 70.0
+    # Novelty means something only once the account's portfolio has been learned (its floors are
+    # raised while the account has fewer than volume.trust_days of history, and the 3-hour sum
+    # waits until then).
+    min_history_days: int = 2
+
+    def floor(self, span: str) -> float:
+        return getattr(self, f"floor_{span}")
+
+    def multiplier_for(self, span: str) -> float:
+        return self.multiplier if span == "1h" else getattr(self, f"multiplier_{span}")
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ class GroupModel:
             novel = round(novel_share * activity.distinct_records)
             familiar = round((1.0 - novel_share) * activity.consults)
         scored = activity.records_touched - self._own_portfolio_export(model, activity)
-        # The 5-minute measure stays raw; hour and day sums weigh familiar files less.
+        # Every scale weighs familiar files less: a burst of its own files is work, not a leak.
         weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
         model.add_point(WindowPoint(start, max(0, weighted), novel, activity.creations, 0), end)
         self.peers.worked(model)
@@ -156,7 +156,7 @@ class GroupModel:
         context = ScoringContext(config, model, self.peers, start, end)
         subject = Subject(activity.actor, activity.org, model.actor_type)
         hour = model.hour_sums(end)
-        volumes = {"5m": scored, "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
+        volumes = {"5m": max(0, weighted), "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
         novel_1h = hour[NOVEL] if novelty_applies else None
         consultation = assess_consultation(context, volumes, novel_1h)
         creator_link = [model.created_by] if model.created_by else []
@@ -165,7 +165,7 @@ class GroupModel:
         creation = assess_creation_rate(context, hour[CREATIONS], model.day_sum(CREATIONS))
         self._track(model, CREATION_RATE, subject, (start, end), activity.creations, creation,
                     list(activity.created), alerts)
-        self._attribute_to_creator(model, activity, alerts)
+        self._attribute_to_creator(model, activity, max(0, weighted), alerts)
 
         if not late:
             model.last_window_end_ms = end
@@ -185,18 +185,23 @@ class GroupModel:
         known = PORTFOLIO_EXPORT_MARGIN * model.portfolio.estimated_size()
         return bulk if bulk <= max(known, self.config.volume.portfolio_export_max) else 0
 
-    def _attribute_to_creator(self, model: AccountModel, activity: AccountActivity, alerts: List[Alert]) -> None:
-        """What a created account reads counts against the account that created it."""
+    def _attribute_to_creator(self, model: AccountModel, activity: AccountActivity, records: int,
+                              alerts: List[Alert]) -> None:
+        """What a created account reads counts against the account that created it.
+
+        `records` is the window as the created account's own hour sums count it: an export of its
+        own portfolio is its job, not the creator's story.
+        """
         config = self.config
         start, end = activity.window_start_ms, activity.window_end_ms
-        if not model.created_by or not activity.records_touched:
+        if not model.created_by or not records:
             return
         if start - model.created_at_ms > config.creation.child_days * MS_PER_DAY:
             return
         creator = self.accounts.get(model.created_by)
         if creator is None:
             return
-        creator.add_point(WindowPoint(start, 0, 0, 0, activity.records_touched), end)
+        creator.add_point(WindowPoint(start, 0, 0, 0, records), end)
         self.peers.worked(creator)
         context = ScoringContext(config, creator, self.peers, start, end)
         horizon_ms = config.creation.child_days * MS_PER_DAY
@@ -214,7 +219,7 @@ class GroupModel:
         burst = creator.day_sum(CREATIONS) >= creation.burst_creations
         finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end), allowance, burst)
         subject = Subject(creator.actor, activity.org, creator.actor_type)
-        self._track(creator, CREATED_ACCOUNT_ACTIVITY, subject, (start, end), activity.records_touched, finding,
+        self._track(creator, CREATED_ACCOUNT_ACTIVITY, subject, (start, end), records, finding,
                     active_children, alerts)
 
     def run(self, activities: Iterable[AccountActivity]) -> List[Alert]:
