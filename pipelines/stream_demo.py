@@ -50,7 +50,7 @@ def run_demo(args) -> dict:
     from pipelines.detect import build_pipeline
     from pipelines.options import GuetteurOptions
     from pipelines.runners import flink_args
-    from schemas.timestamps import format_rfc3339_ms, parse_rfc3339_ms
+    from schemas.timestamps import format_rfc3339_ms
 
     options = GuetteurOptions(
         flink_args(job_endpoint=args.job_endpoint, flink_master=args.flink_master, streaming=True,
