@@ -12,10 +12,12 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Callable, Dict, Iterator
 
 import yaml
 
@@ -52,6 +54,31 @@ def wait_for(read, done, what, timeout_s: float = 180):
 
 
 # ---------------------------------------------------------------- the server
+
+
+class MetricsEndpoint:
+    """A tiny HTTP server on loopback answering GET with the text exposition `render()` returns."""
+
+    def __init__(self, render: Callable[[], str]):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def write_config(targets: Dict[str, str], work: Path) -> Path:

@@ -25,18 +25,16 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.prometheus_checks import (
-    DASHBOARDS, FLINK_JM_JOB, FLINK_TM_JOB, LOCAL_JOB, PROM_DIR, REPO, RULE_FILES, dashboard_queries, expand,
-    flink_jobmanager_only, loaded_rules_are_healthy, prometheus_bin, prometheus_server, rule_signals, signals,
-    wait_for,
+    DASHBOARDS, FLINK_JM_JOB, FLINK_TM_JOB, LOCAL_JOB, PROM_DIR, REPO, RULE_FILES, MetricsEndpoint,
+    dashboard_queries, expand, flink_jobmanager_only, loaded_rules_are_healthy, prometheus_bin, prometheus_server,
+    rule_signals, signals, wait_for,
 )
 
 
@@ -99,31 +97,6 @@ FLINK_TM_LABELS = (
     'task_attempt_num="0",job_name="guetteur_detect",tm_id="127_0_0_1:42929_fb8ea2"'
 )
 FLINK_JM_LABELS = 'job_id="95d6371c3022593d2b632209779d5965",host="127_0_0_1",job_name="guetteur_detect"'
-
-
-class _Serve:
-    """A tiny HTTP server answering GET /metrics with text from `render()`."""
-
-    def __init__(self, render):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def flink_taskmanager_mirror(local_url):
@@ -235,7 +208,7 @@ def scraped(prom_bin, tmp_path_factory):
         assert match, url_line
         local_url, local_port = match.group(1), int(match.group(2))
         mirror = flink_taskmanager_mirror(local_url)
-        servers = [_Serve(mirror), _Serve(flink_jobmanager())]
+        servers = [MetricsEndpoint(mirror), MetricsEndpoint(flink_jobmanager())]
         targets = {LOCAL_JOB: f"127.0.0.1:{local_port}", FLINK_TM_JOB: f"127.0.0.1:{servers[0].port}",
                    FLINK_JM_JOB: f"127.0.0.1:{servers[1].port}"}
         with prometheus_server(targets, work) as prometheus:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import apache_beam as beam
 import pytest
@@ -31,8 +29,8 @@ from pipelines.runners import flink_args
 from schemas.timestamps import parse_rfc3339_ms
 from tests.event_factory import MS_PER_DAY, event, to_lines
 from tests.prometheus_checks import (
-    FLINK_JM_JOB, FLINK_TM_JOB, LOCAL_JOB, REPO, dashboard_queries, expand, flink_jobmanager_only,
-    loaded_rules_are_healthy, prometheus_server, rule_signals, wait_for,
+    FLINK_JM_JOB, FLINK_TM_JOB, LOCAL_JOB, REPO, MetricsEndpoint, dashboard_queries, expand,
+    flink_jobmanager_only, loaded_rules_are_healthy, prometheus_server, rule_signals, wait_for,
 )
 from tests.runner_services import _script, cancel_flink_jobs
 from tests.test_flink_runner import fixed_input
@@ -57,31 +55,6 @@ def input_lines():
     lines = list(to_lines(events))
     middle = len(lines) // 2
     return lines[:middle], BAD_LINES + lines[middle:] + list(to_lines([closer]))
-
-
-class _ServeFile:
-    """GET /metrics answers the text of a file (the local job's --metrics-file), empty until it exists."""
-
-    def __init__(self, path):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = path.read_bytes() if path.exists() else b""
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _by_labels(result, *labels):
@@ -115,7 +88,8 @@ def on_flink(shared_kafka, shared_beam_services, flink_session_cluster, tmp_path
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)
     result = pipeline.run()  # a streaming job: it runs until cancelled
-    served = _ServeFile(metrics_file)
+    # The local job's --metrics-file, served (empty until it exists).
+    served = MetricsEndpoint(lambda: metrics_file.read_text() if metrics_file.exists() else "")
     targets = {LOCAL_JOB: f"127.0.0.1:{served.port}",
                FLINK_JM_JOB: flink_session_cluster["PROMETHEUS_JOBMANAGER"],
                FLINK_TM_JOB: flink_session_cluster["PROMETHEUS_TASKMANAGER"]}
