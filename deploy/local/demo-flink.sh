@@ -10,12 +10,7 @@ OUT="$REPO_ROOT/out/demo-flink"
 export RUN_DIR="$OUT/services"
 rm -rf "$OUT" && mkdir -p "$RUN_DIR"
 
-cleanup() {
-  "$REPO_ROOT/deploy/local/beam-services.sh" stop || true
-  "$REPO_ROOT/deploy/local/flink-cluster.sh" stop || true
-  "$REPO_ROOT/deploy/local/kafka.sh" stop || true
-}
-trap cleanup EXIT
+trap stop_stream_services EXIT
 
 echo "== 1/5 simulate ${DEMO_DAYS:-14} days, ${DEMO_ACTORS:-80} accounts (seed ${DEMO_SEED:-7})"
 "$PY" -m pipelines simulate --output "$OUT/input" --seed "${DEMO_SEED:-7}" --days "${DEMO_DAYS:-14}" --actors "${DEMO_ACTORS:-80}"

@@ -89,3 +89,10 @@ classpath_of() {  # $1 dir with classpath.txt from fetch.sh
   [[ -f "$1/classpath.txt" ]] || { echo "missing $1/classpath.txt: run deploy/local/fetch.sh" >&2; exit 1; }
   cat "$1/classpath.txt"
 }
+
+# What demo-flink and restart-flink start (Kafka, a Flink session cluster, the Beam services), stopped.
+stop_stream_services() {
+  "$REPO_ROOT/deploy/local/beam-services.sh" stop || true
+  "$REPO_ROOT/deploy/local/flink-cluster.sh" stop || true
+  "$REPO_ROOT/deploy/local/kafka.sh" stop || true
+}

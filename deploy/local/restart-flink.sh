@@ -11,12 +11,7 @@ OUT="$REPO_ROOT/out/restart-flink"
 export RUN_DIR="$OUT/services"
 rm -rf "$OUT" && mkdir -p "$RUN_DIR"
 
-cleanup() {
-  "$REPO_ROOT/deploy/local/beam-services.sh" stop || true
-  "$REPO_ROOT/deploy/local/flink-cluster.sh" stop || true
-  "$REPO_ROOT/deploy/local/kafka.sh" stop || true
-}
-trap cleanup EXIT
+trap stop_stream_services EXIT
 
 echo "== 1/3 simulate ${RESTART_DAYS:-4} days, ${RESTART_ACTORS:-40} accounts (seed ${RESTART_SEED:-7})"
 "$PY" -m pipelines simulate --output "$OUT/input" --seed "${RESTART_SEED:-7}" --days "${RESTART_DAYS:-4}" \
