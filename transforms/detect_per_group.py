@@ -75,18 +75,8 @@ def _replay(model: GroupModel, activities, counters: _DetectionCounters):
             yield alert
 
 
-class DetectPerGroupFn(beam.DoFn):
-    """Keyed by organisation. Buffers windows until the watermark passes them, then scores them in order.
-
-    The flush timer always points at the latest window end seen: in a stream it
-    fires as each window closes; in a batch it fires once, after all input,
-    and the whole history is replayed sorted — one pass, not one per window.
-    """
-
-    PENDING = BagStateSpec("pending", beam.coders.registry.get_coder(AccountActivity))
-    STATE = ReadModifyWriteStateSpec("state", beam.coders.registry.get_coder(GroupState))
-    HORIZON = ReadModifyWriteStateSpec("horizon", VarIntCoder())
-    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
+class _DetectionFn(beam.DoFn):
+    """What both detection DoFns hold: the settings, and the counters touched at 0 per bundle."""
 
     def __init__(self, config: DetectionConfig, emit_baselines: bool = False):
         self._config = config
@@ -97,6 +87,19 @@ class DetectPerGroupFn(beam.DoFn):
 
     def start_bundle(self):
         self._counters.touch()
+
+
+class DetectPerGroupFn(_DetectionFn):
+    """Keyed by organisation. Buffers windows until the watermark passes them, then scores them in order.
+
+    The flush timer always points at the latest window end seen, so it fires
+    as each window closes. (A bounded input takes DetectPerGroupInBatchFn.)
+    """
+
+    PENDING = BagStateSpec("pending", beam.coders.registry.get_coder(AccountActivity))
+    STATE = ReadModifyWriteStateSpec("state", beam.coders.registry.get_coder(GroupState))
+    HORIZON = ReadModifyWriteStateSpec("horizon", VarIntCoder())
+    FLUSH = TimerSpec("flush", TimeDomain.WATERMARK)
 
     def process(
         self,
@@ -138,18 +141,8 @@ class DetectPerGroupFn(beam.DoFn):
                 yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
 
 
-class DetectPerGroupInBatchFn(beam.DoFn):
+class DetectPerGroupInBatchFn(_DetectionFn):
     """(group, [packed AccountActivities, ...]) -> its alerts: a whole bounded history, replayed once."""
-
-    def __init__(self, config: DetectionConfig, emit_baselines: bool = False):
-        self._config = config
-        self._emit_baselines = emit_baselines
-
-    def setup(self):
-        self._counters = _DetectionCounters()
-
-    def start_bundle(self):
-        self._counters.touch()
 
     def process(self, element, baselines):
         with paused_gc():
