@@ -35,6 +35,7 @@ import urllib.request
 from typing import Dict, List, Optional, Tuple
 
 from pipelines.replay import consume, read_lines, replay
+from pipelines.runners import add_stream_service_arguments
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -265,11 +266,7 @@ def _first_detected_after(lines: List[bytes]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.restart_check")
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--job-endpoint", required=True)
-    parser.add_argument("--expansion-service", required=True)
-    parser.add_argument("--flink-master", required=True)
-    parser.add_argument("--input", required=True, help="JSON Lines events (guetteur simulate)")
+    add_stream_service_arguments(parser)
     parser.add_argument("--savepoint-dir", required=True)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--checkpoint-ms", type=int, default=3000)

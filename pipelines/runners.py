@@ -215,3 +215,13 @@ def dataflow_args(project: str, region: str, temp_location: str, streaming: bool
     for key, value in (extra or {}).items():
         args.append(f"--{key}={value}")
     return args
+
+
+def add_stream_service_arguments(parser) -> None:
+    """The services a streaming script talks to (Kafka, the Beam job server and expansion service, Flink),
+    and the events it replays: what deploy/local/*.sh started, passed on by make demo-flink / restart-flink."""
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--job-endpoint", required=True)
+    parser.add_argument("--expansion-service", required=True)
+    parser.add_argument("--flink-master", required=True)
+    parser.add_argument("--input", required=True, help="JSON Lines events (guetteur simulate)")

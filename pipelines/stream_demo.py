@@ -22,6 +22,7 @@ import urllib.request
 from typing import Dict, List, Optional
 
 from pipelines.replay import ReplayLog, consume, latency_of, percentile, read_lines, replay
+from pipelines.runners import add_stream_service_arguments
 
 
 def _prometheus_counters(ports: List[int], names=("lines_read", "events_accepted", "dead_lettered", "windows_scored",
@@ -157,11 +158,7 @@ def _round(value: Optional[float]) -> Optional[float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.stream_demo")
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--job-endpoint", required=True)
-    parser.add_argument("--expansion-service", required=True)
-    parser.add_argument("--flink-master", required=True)
-    parser.add_argument("--input", required=True, help="JSON Lines events (guetteur simulate)")
+    add_stream_service_arguments(parser)
     parser.add_argument("--prefix", default="guetteur")
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second into Kafka")
     parser.add_argument("--limit", type=int, default=0, help="replay only the first N events")
