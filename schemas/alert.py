@@ -27,7 +27,7 @@ class Expectation(NamedTuple):
     unit: str  # e.g. "records per 1 h"
     source: str  # own_history | peer_group | role_prior, or a blend such as own_history+peer_group
     own: Optional[float]  # the account's own learned usual maximum, if any
-    peers: Optional[float]  # the median usual maximum of its peers (same organisation and role)
+    peers: Optional[float]  # its peers' usual maximum (upper quartile, same organisation and role)
     role: Optional[float]  # the prior for its role
     history_days: int  # active days the own baseline was learned from
     threshold: float  # what the observation had to exceed to alert

@@ -4,12 +4,14 @@ poisoning, creation chains, incidents, order."""
 import random
 
 from schemas.activity import AccountActivity
-from schemas.alert import ESCALATED, NEW
+from schemas.alert import ESCALATED, NEW, Expectation
 from schemas.baseline import PEAK_1D, PEAK_5M
 from transforms.account_creation import CREATED_ACCOUNT_ACTIVITY, CREATION_RATE
 from transforms.baselines import OWN_HISTORY, PEER_GROUP, ROLE_PRIOR
+from transforms.consultation_volume import Finding
 from transforms.detection_config import DetectionConfig
 from transforms.group_model import GroupModel
+from transforms.incidents import Subject, track_incident
 
 from tests.event_factory import MONDAY_MS, MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 
@@ -210,3 +212,38 @@ def test_state_round_trips_through_its_row_form():
     restored = GroupModel("org-a", CONFIG, model.state())
     tail = [window("acct-1", day(6, 10) + i * WINDOW, 300) for i in range(6)]
     assert restored.run(tail) == model.run(tail)
+
+
+def test_a_window_in_which_the_account_did_nothing_opens_no_incident():
+    # A day-long sum that crosses only because the bar moved (a new day, an organisation no longer
+    # busy) is not something the account did: the same crossing opens a story once it adds records.
+    crossing = Finding("consultation_volume", "records_1d", 1440, 1400, 1.4,
+                       Expectation(230.0, "records per 24 h", OWN_HISTORY, 230.0, None, 600.0, 1, 1000.0, []))
+    subject = Subject("acct-1", "org-a", "advisor")
+    at = (day(1, 7), day(1, 7) + WINDOW)
+    assert track_incident(None, "consultation_volume", subject, at, 0, crossing, [], CONFIG.incident) == (None, None)
+    opened, alert = track_incident(None, "consultation_volume", subject, at, 2, crossing, [], CONFIG.incident)
+    assert opened is not None and alert.status == NEW
+
+
+def test_a_newcomer_is_expected_to_work_like_its_busier_peers_not_the_median_one():
+    peers = []
+    for name, pace in (("p1", 3), ("p2", 3), ("p3", 3), ("p4", 20), ("p5", 20)):
+        peers += working_days(name, days=8, per_window=pace)
+    model, _ = run(peers)
+    levels = sorted(m.peaks[PEAK_5M] for m in model.accounts.values())
+    newcomer = window("acct-new", day(8), 1)
+    model.step(newcomer)
+    expected = model.peers.peer_peak(model.accounts["acct-new"], PEAK_5M, newcomer.window_end_ms)
+    assert levels[2] < expected <= levels[-1]
+
+
+def test_a_young_account_reading_a_few_strangers_files_an_hour_for_hours_alerts():
+    # Three days of its own files, then about 45 records it never opened an hour: under the hour's
+    # and the quarter's bars, and teaching itself nothing within the day, so the 3-hour sum decides.
+    history = working_days("acct-1", days=3, per_window=6)
+    strangers = [window("acct-1", day(3, 8) + i * WINDOW, 4, records_ids=[f"stranger-{i}-{j}" for j in range(4)])
+                 for i in range(48)]
+    _, alerts = run(history + strangers)
+    assert alerts and alerts[0].expected.unit == "records never opened before, per 1 h"
+    assert alerts[0].expected.history_days == 3

@@ -64,19 +64,19 @@ def age_to_day(model: AccountModel, window_end_ms: int, config: DetectionConfig)
     model.active_days += 1
 
 
-def _learned(model: AccountModel, slot: int, trust: float, as_of_day_start: bool) -> float:
-    return model.day_start_peaks[slot] if as_of_day_start and trust >= 1.0 else model.peaks[slot]
+def _learned(model: AccountModel, slot: int, as_of_day_start: bool) -> float:
+    return model.day_start_peaks[slot] if as_of_day_start else model.peaks[slot]
 
 
 def blended_usual(model: AccountModel, slot: int, prior: float, peers: Optional[float], trust_days: int,
                   as_of_day_start: bool = False) -> float:
     """The usual maximum to expect: own history, leaning on peers (else the role) while it is short.
 
-    With `as_of_day_start`, a trusted account's own level is the one it had when the day began.
+    With `as_of_day_start`, the account's own level is the one it had when the day began.
     """
     trust = model.trust(trust_days)
     fallback = peers if peers is not None else prior
-    return trust * _learned(model, slot, trust, as_of_day_start) + (1.0 - trust) * fallback
+    return trust * _learned(model, slot, as_of_day_start) + (1.0 - trust) * fallback
 
 
 def threshold_of(value: float, floor: float, multiplier: float, factor: float, floor_factor: float) -> float:
@@ -101,14 +101,14 @@ def expectation(
     """The expected usual maximum for one measure, blended from own history, peers and role.
 
     `factor` scales the learned threshold for context (off hours, a busy organisation);
-    `floor_factor` (default: the same) scales the floor. With `as_of_day_start`, a trusted
-    account is judged on what it had learned when the day began: what it did since, under the
-    threshold, does not lift today's bar (a new account still learns within the day: that is how
-    it leaves its prior).
+    `floor_factor` (default: the same) scales the floor. With `as_of_day_start`, the account is
+    judged on what it had learned when the day began: what it did since, under the threshold,
+    does not lift today's bar. Callers ask it for trusted accounts; a new account otherwise
+    learns within the day, which is how it leaves its prior.
     """
     trust = model.trust(trust_days)
     fallback_source = PEER_GROUP if peers is not None else ROLE_PRIOR
-    own = _learned(model, slot, trust, as_of_day_start) if model.history_days else None
+    own = _learned(model, slot, as_of_day_start) if model.history_days else None
     value = blended_usual(model, slot, prior, peers, trust_days, as_of_day_start)
     if trust >= 1.0:
         source = OWN_HISTORY

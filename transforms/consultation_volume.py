@@ -75,14 +75,16 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
         novelty_prior = novelty.floor_1h / novelty.multiplier
         trust = model.trust(volume.trust_days)
         for span, minutes in NOVELTY_SPANS:
-            if minutes > 60 and trust < 1.0:
-                continue  # hours of strangers' files mean something once the portfolio is well known
             observed = novel_1h if minutes == 60 else model.hour_sum(NOVEL, context.window_end_ms, minutes * 60_000)
             # A portfolio learned over few days leaves more of the account's own files looking new.
             floor = novelty.floor(span) * (2.0 - trust)
             # Strangers' files are the attacker's signature: an attacker reading a few more of them
-            # each hour must not teach the account, within the day, that this is its normal.
-            usual = blended_usual(model, PEAK_NOVEL_1H, novelty_prior, None, volume.trust_days, as_of_day_start=True)
+            # each hour must not teach the account, within the day, that this is its normal. A young
+            # account still learns its own files within the day, except for the 3-hour sum, which
+            # exists for that attacker.
+            day_start = trust >= 1.0 or minutes > 60
+            usual = blended_usual(model, PEAK_NOVEL_1H, novelty_prior, None, volume.trust_days,
+                                  as_of_day_start=day_start)
             limit = threshold_of(usual, floor, novelty.multiplier_for(span), context.factor, context.floor_factor)
             if round(observed / limit, 2) <= 1.0:
                 continue
@@ -91,7 +93,7 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
                 unit="records never opened before, per 1 h",
                 floor=floor, multiplier=novelty.multiplier_for(span),
                 factor=context.factor, adjustments=context.adjustments, trust_days=volume.trust_days,
-                floor_factor=context.floor_factor, as_of_day_start=True,
+                floor_factor=context.floor_factor, as_of_day_start=day_start,
             )
             findings.append(
                 Finding(RULE, f"novel_records_{span}", minutes, observed, round(observed / expected.threshold, 2),

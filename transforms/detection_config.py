@@ -71,8 +71,8 @@ class NoveltyConfig:
     # The same over the last 15 minutes and the last 3 hours, against the same hourly usual maximum.
     multiplier_15m: float = 1.5
     floor_15m: float = 20.0
-    multiplier_3h: float = 8.0
-    floor_3h: float = 70.0
+    multiplier_3h: float = 10.0
+    floor_3h: float = 90.0
     # Novelty means something only once the account's portfolio has been learned (its floors are
     # raised while the account has fewer than volume.trust_days of history, and the 3-hour sum
     # waits until then).

@@ -91,12 +91,18 @@ def track_incident(
         # A quiet incident is kept (not extended) for a crossing that may still reach back into it.
         return incident, None
 
+    ongoing = incident
     if quiet and end_ms - finding.span_minutes * 60_000 >= incident.last_window_end_ms:
         # Over; unless this crossing measures a span reaching back into it: a day-long sum
         # still full of the same attack is the same story.
         incident = None
 
     if incident is None:
+        if amount <= 0:
+            # A story opens on a window that adds to it. A rolling sum that crosses in a window where
+            # the account did nothing crosses because the bar moved (a new day, an organisation no
+            # longer busy), not because of anything the account did.
+            return ongoing, None
         opened = OpenIncident(
             alert_id=incident_id(rule, subject.actor, start_ms),
             rule=rule,

@@ -62,12 +62,17 @@ class PeerGroup:
         return [m for m in self.accounts.values() if m.actor_type == actor_type and m.history_days >= trust_days]
 
     def peer_peak(self, model: AccountModel, slot: int, window_end_ms: int) -> Optional[float]:
-        """Median usual maximum of its peers for one measure, or None with too few peers."""
+        """Its peers' usual maximum for one measure (their upper quartile), or None with too few peers.
+
+        The upper quartile, not the median: a new account is one more colleague, as likely to be
+        among the busy ones as the quiet ones, and judging it on the median peer alerts on every
+        heavy newcomer the day its peers become known.
+        """
         self._new_day(window_end_ms)
         key = (model.actor_type, slot)
         if key not in self._peaks:
             peaks = [m.peaks[slot] for m in self._trusted(model.actor_type)]
-            self._peaks[key] = statistics.median(peaks) if len(peaks) >= self.config.volume.min_peers else None
+            self._peaks[key] = statistics.quantiles(peaks, n=4)[2] if len(peaks) >= self.config.volume.min_peers else None
         return self._peaks[key]
 
     def working_hours(self, model: AccountModel, window_end_ms: int) -> int:
