@@ -34,12 +34,6 @@ _KIND_FLAGS = {CONSULT: (1, 0, 0, 0), SEARCH: (0, 1, 0, 0), EXPORT: (0, 0, 1, 0)
 _NO_KIND = (0, 0, 0, 0)
 
 
-def _contribution(event: AccessEvent) -> _Contribution:
-    consult, search, export, create = _KIND_FLAGS.get(event.action, _NO_KIND)
-    touched = 1 if consult else (event.count if search or export else 0)
-    return (1, touched, consult, search, export, create, event.target if create else None)
-
-
 def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
     # Deterministic whatever the bundle order: the smallest non-empty value wins.
     if a is None:
@@ -74,15 +68,23 @@ class ActivityFold:
             sums[slot] += sign * contribution[slot]
 
     def add_event(self, event: AccessEvent) -> None:
-        contribution = _contribution(event)
-        event_id = event.event_id
+        self.add(event.action, event.count, event.record, event.target, event.org, event.actor_type,
+                 event.event_id)
+
+    def add(self, action: str, count: int, record: Optional[str], target: Optional[str], org: Optional[str],
+            actor_type: Optional[str], event_id: Optional[str]) -> None:
+        """One validated event, given field by field: the batch reader folds rows it never makes events of."""
+        consult, search, export, create = _KIND_FLAGS.get(action, _NO_KIND)
+        touched = 1 if consult else (count if search or export else 0)
+        if not create:
+            target = None
         sums = self.sums
         if event_id is not None:
-            if event_id in self.by_id:
+            by_id = self.by_id
+            if event_id in by_id:
                 sums[_DUPLICATES] += 1
                 return
-            self.by_id[event_id] = contribution
-        _, touched, consult, search, export, create, target = contribution
+            by_id[event_id] = (1, touched, consult, search, export, create, target)
         sums[_EVENTS] += 1
         sums[_TOUCHED] += touched
         sums[_CONSULTS] += consult
@@ -93,12 +95,10 @@ class ActivityFold:
             sums[_LARGEST_BULK] = touched
         if target is not None:
             self.created.add(target)
-        if consult and event.record is not None:
-            self.records.add(event.record)
-        org = event.org
+        if consult and record is not None:
+            self.records.add(record)
         if org is not None and org != self.org:
             self.org = _first(self.org, org)
-        actor_type = event.actor_type
         if actor_type is not None and actor_type != self.actor_type:
             self.actor_type = _first(self.actor_type, actor_type)
 
