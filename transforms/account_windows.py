@@ -32,6 +32,10 @@ _Contribution = Tuple[int, int, int, int, int, int, Optional[str]]
 # action -> (consult, search, export, account_create): one lookup per event instead of comparisons.
 _KIND_FLAGS = {CONSULT: (1, 0, 0, 0), SEARCH: (0, 1, 0, 0), EXPORT: (0, 0, 1, 0), ACCOUNT_CREATE: (0, 0, 0, 1)}
 _NO_KIND = (0, 0, 0, 0)
+# Contributions without a created account repeat endlessly (every consult is (1, 1, 1, 0, 0, 0, None)): one
+# shared tuple each, so that a fold's by_id holds references, and pickling a range's folds writes each once.
+_SHARED_CONTRIBUTIONS: Dict[Tuple[int, int, int, int, int], _Contribution] = {}
+_SHARED_LIMIT = 1 << 12
 
 
 def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
@@ -84,7 +88,15 @@ class ActivityFold:
             if event_id in by_id:
                 sums[_DUPLICATES] += 1
                 return
-            by_id[event_id] = (1, touched, consult, search, export, create, target)
+            if target is None:
+                shared = _SHARED_CONTRIBUTIONS.get((touched, consult, search, export, create))
+                if shared is None:
+                    shared = (1, touched, consult, search, export, create, None)
+                    if len(_SHARED_CONTRIBUTIONS) < _SHARED_LIMIT:
+                        _SHARED_CONTRIBUTIONS[(touched, consult, search, export, create)] = shared
+                by_id[event_id] = shared
+            else:
+                by_id[event_id] = (1, touched, consult, search, export, create, target)
         sums[_EVENTS] += 1
         sums[_TOUCHED] += touched
         sums[_CONSULTS] += consult
