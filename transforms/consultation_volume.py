@@ -58,11 +58,11 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
         peers = context.peer_peak(slot)
         usual = trust * peaks[slot] + (1.0 - trust) * (peers if peers is not None else prior_records)
         if minutes >= 1440 and off_hours:
-            limit = round(max(floor * (floor_factor * volume.off_hours_floor_divisor),
-                              multiplier * usual * (factor * volume.off_hours_divisor)), 2)
+            bare = max(floor * (floor_factor * volume.off_hours_floor_divisor),
+                       multiplier * usual * (factor * volume.off_hours_divisor))
         else:
-            limit = round(max(floor * floor_factor, multiplier * usual * factor), 2)
-        if round(volumes[scale] / limit, 2) > 1.0:
+            bare = max(floor * floor_factor, multiplier * usual * factor)
+        if _crosses(volumes[scale], bare):
             return _assess(context, volumes, novel_1h)
     if novel_1h is not None:
         novelty = config.novelty
@@ -72,12 +72,28 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
         for span, minutes in NOVELTY_SPANS:
             if minutes > 60 and trust < 1.0:
                 continue
-            observed = novel_1h if minutes == 60 else model.hour_sum(NOVEL, context.window_end_ms, minutes * 60_000)
             floor = novelty.floor(span) * (2.0 - trust)
-            limit = round(max(floor * floor_factor, novelty.multiplier_for(span) * usual * factor), 2)
-            if round(observed / limit, 2) > 1.0:
+            bare = max(floor * floor_factor, novelty.multiplier_for(span) * usual * factor)
+            # Novel counts are never negative, so the last 15 minutes hold at most the hour's, and the last
+            # 3 hours at most the day's: when that bound is far below the bar, the sum need not be walked.
+            bound = novel_1h if minutes <= 60 else model.day_sums[NOVEL]
+            if bound * 10 <= bare * 9 and bare >= 1.0:
+                continue
+            observed = novel_1h if minutes == 60 else model.hour_sum(NOVEL, context.window_end_ms, minutes * 60_000)
+            if _crosses(observed, bare):
                 return _assess(context, volumes, novel_1h)
     return None
+
+
+def _crosses(observed, bare: float) -> bool:
+    """`round(observed / threshold_of(...), 2) > 1.0` for the unrounded threshold `bare`, as `_assess` decides it.
+
+    Most windows are far below: at no more than 9/10 of a bar of at least 1 the ratio stays under 0.91
+    whatever the rounding, and the two roundings are skipped.
+    """
+    if observed * 10 <= bare * 9 and bare >= 1.0:
+        return False
+    return round(observed / round(bare, 2), 2) > 1.0
 
 
 _SETTINGS_CACHE: dict = {}
