@@ -133,24 +133,12 @@ class ActivityFold:
 
     def to_activity(self, actor: str, window_start_ms: int, window_end_ms: int, late: bool) -> AccountActivity:
         sums = self.sums
+        records = self.records
+        # Positional, in AccountActivity's field order: one per account and window.
         return AccountActivity(
-            actor=actor,
-            org=self.org,
-            actor_type=self.actor_type,
-            window_start_ms=window_start_ms,
-            window_end_ms=window_end_ms,
-            events=sums[_EVENTS],
-            records_touched=sums[_TOUCHED],
-            consults=sums[_CONSULTS],
-            searches=sums[_SEARCHES],
-            exports=sums[_EXPORTS],
-            largest_bulk=sums[_LARGEST_BULK],
-            creations=sums[_CREATIONS],
-            created=sorted(self.created),
-            distinct_records=self.records.estimate(),
-            record_sample=self.records.sample_ids(),
-            duplicates=sums[_DUPLICATES],
-            late=late,
+            actor, self.org, self.actor_type, window_start_ms, window_end_ms, sums[_EVENTS], sums[_TOUCHED],
+            sums[_CONSULTS], sums[_SEARCHES], sums[_EXPORTS], sums[_LARGEST_BULK], sums[_CREATIONS],
+            sorted(self.created), records.estimate(), records.sample_ids(), sums[_DUPLICATES], late,
         )
 
 

@@ -81,7 +81,8 @@ class DistinctRecords:
         return int(round(self.hll.get_estimate()))
 
     def sample_ids(self) -> List[str]:
-        return [r for r, _ in sorted(self.sample.items(), key=lambda kv: (kv[1], kv[0]))[:SAMPLE_SIZE]]
+        # (hash, record) pairs sort as the key (hash, record) would, without a key function per item.
+        return [r for _, r in sorted([(h, r) for r, h in self.sample.items()])[:SAMPLE_SIZE]]
 
     # Accumulators cross the shuffle: the sketch travels as its compact bytes.
     def __getstate__(self):
