@@ -83,8 +83,8 @@ def _per_line(file_range: FileRange, max_open: int):
     return emitted, dead, counts
 
 
-def _blockwise(file_range: FileRange, block_bytes: int):
-    fn = _FoldRange(WINDOW_MS, DEFAULT_MAPPING, block_bytes=block_bytes)
+def _blockwise(file_range: FileRange, block_bytes: int, block_lines: int):
+    fn = _FoldRange(WINDOW_MS, DEFAULT_MAPPING, block_bytes=block_bytes, block_lines=block_lines)
     fn.setup()
     fn._lines, fn._accepted, fn._position = _Counter(), _Counter(), _Counter()
     emitted, dead = [], []
@@ -125,8 +125,6 @@ def corpora(tmp_path_factory):
 def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpora, monkeypatch, range_bytes,
                                                                           block_bytes, block_lines, max_open):
     monkeypatch.setattr(batch_ingest, "MAX_OPEN_FOLDS", max_open)
-    monkeypatch.setattr(batch_ingest, "BLOCK_LINES", block_lines)
-    monkeypatch.setattr(batch_ingest._blocks, "__defaults__", (block_bytes, block_lines))
     taken = total = 0
     for path in corpora:
         size = os.path.getsize(path)
@@ -134,7 +132,7 @@ def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpor
                   else [FileRange(str(path), s, s + range_bytes) for s in range(0, max(size, 1), range_bytes)])
         for file_range in ranges:
             want_folds, want_dead, want_counts = _per_line(file_range, max_open)
-            got_folds, got_dead, got_counts = _blockwise(file_range, block_bytes)
+            got_folds, got_dead, got_counts = _blockwise(file_range, block_bytes, block_lines)
             assert got_dead == want_dead, file_range
             assert _sorted(got_folds) == _sorted(want_folds), file_range
             assert got_counts["lines"] == want_counts["lines"] and got_counts["accepted"] == want_counts["accepted"]

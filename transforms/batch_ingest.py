@@ -2,10 +2,13 @@
 
 Beam's per-element cost is paid per element, so a replay that makes every
 line an element spends most of its time in the runner. Here one element is a
-byte range of a file (32 MiB, or a whole compressed file): its lines are read,
-validated and folded into one `ActivityFold` per account and window in plain
-Python, and only the folds — one element per account and range, holding all
-its windows — and the dead letters become elements.
+byte range of a file (32 MiB, or a whole compressed file): its lines are read
+in blocks of a few MiB, validated a block at a time (pyarrow parses, numpy
+checks: transforms/block_parsing.py, which hands every line it cannot prove
+clean back to the per-line parser, in its place), and folded into one
+`ActivityFold` per account and window in file order; only the folds — one
+element per account and range, holding all its windows — and the dead letters
+become elements.
 
 Validation, dead-letter reasons and counters are exactly those of
 `transforms/read_events.py`; a range owns every line that starts inside it, so
@@ -180,10 +183,12 @@ def _check_complete(handle) -> None:
 class _FoldRange(beam.DoFn):
     """One file range -> (actor, packed [(window_start_ms, ActivityFold), ...]) per account, plus dead letters."""
 
-    def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES):
+    def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES,
+                 block_lines: int = BLOCK_LINES):
         self._window_ms = window_ms
         self._mapping = mapping
         self._block_bytes = block_bytes
+        self._block_lines = block_lines
 
     def setup(self):
         self._lines = Metrics.counter(METRICS_NAMESPACE, "lines_read")
@@ -214,7 +219,7 @@ class _FoldRange(beam.DoFn):
         lines = accepted = 0
         rejected: Dict[str, int] = {}
         newest = self._newest_ms
-        for item in _blocks(file_range, self._block_bytes):
+        for item in _blocks(file_range, self._block_bytes, self._block_lines):
             if isinstance(item, Unreadable):
                 lines += 1
                 rejected[UNREADABLE_FILE] = rejected.get(UNREADABLE_FILE, 0) + 1
