@@ -36,8 +36,8 @@ from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE, Unreadabl
 
 RANGE_BYTES = 32 << 20
 # Lines are validated in blocks of about this size (transforms/block_parsing.py).
-BLOCK_BYTES = 4 << 20
-BLOCK_LINES = 16_384  # a compressed file's lines come one by one: blocks of this many
+BLOCK_BYTES = 1 << 20
+BLOCK_LINES = 4096  # a compressed file's lines come one by one: blocks of this many
 # Flush folds early when a range holds this many account-windows, to bound memory.
 MAX_OPEN_FOLDS = 200_000
 

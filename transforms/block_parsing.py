@@ -31,6 +31,7 @@ Empty text values read as None, as in the per-line parser.
 
 from __future__ import annotations
 
+import re
 from typing import List, NamedTuple, Optional
 
 import numpy as np
@@ -43,6 +44,10 @@ from transforms.event_parsing import MAX_ACTOR_CHARS, MAX_COUNT, MAX_TEXT_CHARS,
 
 MAX_CANDIDATE_BYTES = 2000  # below 2 x orjson's nesting limit of 1,024: no line this short nests too deep
 MIN_SPLIT_ROWS = 16  # a failing group of lines this small is read line by line
+MIN_PIECE_ROWS = 256  # after a refused line, the rest is parsed in pieces of at least this many lines
+# A refused parse still costs a good part of a successful one: once the lines of refused parses add up to
+# this many times the block, what pyarrow has not taken yet is all read line by line.
+MAX_WASTED_PARSES = 2
 
 _TEXT = pa.string()
 _SCHEMA = pa.schema(
@@ -53,6 +58,7 @@ _PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_SCHEMA, unexpected_field_behav
 # Fields the fold reads; app, ip, ua and session are parsed only so that their types are checked.
 FOLDED_TEXT_FIELDS = ("record", "target", "org", "actor_type", "event_id")
 
+_TEXT_TS = b'{"ts":"'
 _NEWLINE, _RETURN, _OPEN, _CLOSE, _BACKSLASH = 10, 13, ord("{"), ord("}"), ord("\\")
 # `YYYY-MM-DDTHH:MM:SS.mmmZ`: which byte holds a digit, and the punctuation elsewhere.
 _TS_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22])
@@ -132,37 +138,78 @@ def _candidates(data: bytes, array, starts, ends) -> np.ndarray:
             data.decode("utf-8")
         except UnicodeDecodeError:
             ok[_lines_holding(array, starts, array >= 0x80)] = False
+    # A line whose timestamp is not text (epoch milliseconds) or that has none (the ECS form) would only
+    # make pyarrow refuse or leave it: found here, cheaply, rather than by a refused parse. Most lines
+    # start with it; the others are searched one by one.
+    text_ts = ok & (lengths >= len(_TEXT_TS))
+    for at, byte in enumerate(_TEXT_TS):
+        text_ts[text_ts] &= array[starts[text_ts] + at] == byte
+    for i in np.flatnonzero(ok & ~text_ts).tolist():
+        ok[i] = data.find(_TEXT_TS[1:], starts[i], ends[i]) >= 0
     return ok
 
 
-def _parse(buffer: bytes, rows: int) -> Optional[pa.Table]:
-    """`rows` lines as one table, one row each, or None when pyarrow refuses them or miscounts."""
+_ROW_OF_ERROR = re.compile(r" in row (\d+)")
+
+
+def _parse(buffer, rows: int):
+    """(table, None) for `rows` lines, one row each; else (None, the row pyarrow names as wrong, if it does)."""
     try:
         table = pj.read_json(
             pa.py_buffer(buffer),
             read_options=pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1),
             parse_options=_PARSE_OPTIONS,
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return table if table.num_rows == rows else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        found = _ROW_OF_ERROR.search(str(err))
+        row = int(found.group(1)) if found else None
+        return None, row if row is not None and row < rows else None
+    return (table, None) if table.num_rows == rows else (None, None)
 
 
-def _parse_splitting(data: bytes, starts: np.ndarray, first: int, last: int, tables: list, refused: list) -> None:
-    """Parses lines first..last-1 of `data` into `tables`, in order, one row per line; a failing group is halved
-    until its bad lines stand alone, and those get rows of nulls and are listed in `refused`."""
-    end = int(starts[last]) if last < len(starts) else len(data)
-    table = _parse(data[int(starts[first]):end], last - first)
-    if table is not None:
-        tables.append(table)
-        return
-    if last - first <= MIN_SPLIT_ROWS:
-        tables.append(pa.table({field.name: pa.nulls(last - first, field.type) for field in _SCHEMA}))
-        refused.extend(range(first, last))
-        return
-    middle = (first + last) // 2
-    _parse_splitting(data, starts, first, middle, tables, refused)
-    _parse_splitting(data, starts, middle, last, tables, refused)
+def _parse_lines(data: bytes, starts: np.ndarray, n: int, refused: list) -> list:
+    """Tables for lines 0..n-1 of `data`, in order, one row per line; lines pyarrow refuses get rows of nulls
+    and are listed in `refused` (the per-line parser reads them).
+
+    A refused group is cut at the row pyarrow names, or halved when it names none, until its bad lines
+    stand alone. Past MAX_WASTED_PARSES blocks' worth of refused parses the trouble is systematic (every
+    timestamp an integer, say) or dense, and the lines still unresolved all go to the per-line parser.
+    """
+    tables: list = []
+    wasted = 0
+    view = memoryview(data)
+    pending = [(0, n, False)]  # (first, last, refuse): line groups still to read, in order (last is next)
+    while pending:
+        first, last, refuse = pending.pop()
+        if first >= last:
+            continue
+        if refuse or wasted > MAX_WASTED_PARSES * n:
+            tables.append(_nulls(last - first))
+            refused.extend(range(first, last))
+            continue
+        end = int(starts[last]) if last < len(starts) else len(data)
+        table, bad_row = _parse(view[int(starts[first]):end], last - first)
+        if table is not None:
+            tables.append(table)
+            continue
+        wasted += last - first
+        if bad_row is not None:
+            # The lines before it parse; it goes line by line; the rest is tried again in pieces a few times
+            # the distance to this bad line, so that the next one refuses a piece rather than all the rest.
+            bad = first + bad_row
+            piece = max(MIN_PIECE_ROWS, 4 * (bad_row + 1))
+            pending += [(start, min(start + piece, last), False) for start in range(bad + 1, last, piece)][::-1]
+            pending += [(bad, bad + 1, True), (first, bad, False)]
+        elif last - first <= MIN_SPLIT_ROWS:
+            pending.append((first, last, True))
+        else:
+            middle = (first + last) // 2
+            pending += [(middle, last, False), (first, middle, False)]
+    return tables
+
+
+def _nulls(rows: int) -> pa.Table:
+    return pa.table({field.name: pa.nulls(rows, field.type) for field in _SCHEMA})
 
 
 def _timestamps(column: pa.ChunkedArray):
@@ -271,10 +318,12 @@ def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None
         data_for_arrow, starts_arrow = data, starts
     if n and not data_for_arrow.endswith(b"\n"):
         data_for_arrow += b"\n"
-    tables: list = []
     refused: list = []
-    if n:
-        _parse_splitting(data_for_arrow, starts_arrow, 0, n, tables, refused)
+    if not candidates.any():
+        # Nothing for pyarrow (epoch-millisecond timestamps, the ECS form...): all line by line.
+        tables = [_nulls(n)] if n else []
+    else:
+        tables = _parse_lines(data_for_arrow, starts_arrow, n, refused) if n else []
 
     newest = 0
     taken = np.zeros(n, dtype=bool)
@@ -295,8 +344,14 @@ def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None
     else:
         columns = {name: [] for name in ("window_start", "count", "actor", "action") + FOLDED_TEXT_FIELDS}
     fallback: List[Optional[bytes]] = [None] * n
-    for i in np.flatnonzero(~taken).tolist():
-        fallback[i] = lines[i] if lines is not None else data[starts[i]:ends[i]]
+    left = np.flatnonzero(~taken).tolist()
+    if lines is not None:
+        for i in left:
+            fallback[i] = lines[i]
+    elif left:
+        line_starts, line_ends = starts[left].tolist(), ends[left].tolist()
+        for i, start, end in zip(left, line_starts, line_ends):
+            fallback[i] = data[start:end]
     return Block(fallback, columns["window_start"], columns["actor"], columns["action"], columns["count"],
                  columns["record"], columns["target"], columns["org"], columns["actor_type"], columns["event_id"],
                  newest)
