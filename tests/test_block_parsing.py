@@ -215,3 +215,25 @@ def test_clean_lines_are_all_taken_by_the_block_path():
     block = parse_block(b"\n".join(lines) + b"\n", WINDOW_MS)
     assert block.fallback == [None] * len(lines)
     assert block.actor[:3] == ["acct-000001", "acct-000002", "acct-000003"] and block.count[:3] == [1, 40, 1]
+
+
+@pytest.mark.parametrize("range_bytes, block_bytes", [(1, 1), (2, 3), (3, 2), (7, 5), (64, 16), (1 << 20, 1 << 20)])
+def test_blocks_hold_exactly_the_lines_of_the_per_line_reader_whatever_the_sizes(tmp_path, range_bytes, block_bytes):
+    from tests.test_chaos import _small_corpus
+    from transforms.block_parsing import line_bounds
+
+    corpus, _, _ = _small_corpus(tmp_path)
+    for spec in corpus.files:
+        path, size = str(tmp_path / spec.name), (tmp_path / spec.name).stat().st_size
+        ranges = ([FileRange(path, 0, -1)] if spec.name.endswith(".gz")
+                  else [FileRange(path, s, s + range_bytes) for s in range(0, max(size, 1), range_bytes)])
+        for file_range in ranges:
+            got = []
+            for item in batch_ingest._blocks(file_range, block_bytes, block_lines=2):
+                if isinstance(item, Unreadable):
+                    got.append(item)
+                    continue
+                data, lines = item
+                _, starts, ends = line_bounds(data)
+                got += lines if lines is not None else [data[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
+            assert got == list(_lines(file_range)), file_range
