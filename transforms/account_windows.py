@@ -32,12 +32,10 @@ _Contribution = Tuple[int, int, int, int, int, int, Optional[str]]
 # action -> (consult, search, export, account_create): one lookup per event instead of comparisons.
 _KIND_FLAGS = {CONSULT: (1, 0, 0, 0), SEARCH: (0, 1, 0, 0), EXPORT: (0, 0, 1, 0), ACCOUNT_CREATE: (0, 0, 0, 1)}
 _NO_KIND = (0, 0, 0, 0)
-
-
-def _contribution(event: AccessEvent) -> _Contribution:
-    consult, search, export, create = _KIND_FLAGS.get(event.action, _NO_KIND)
-    touched = 1 if consult else (event.count if search or export else 0)
-    return (1, touched, consult, search, export, create, event.target if create else None)
+# Contributions without a created account repeat endlessly (every consult is (1, 1, 1, 0, 0, 0, None)): one
+# shared tuple each, so that a fold's by_id holds references, and pickling a range's folds writes each once.
+_SHARED_CONTRIBUTIONS: Dict[Tuple[int, int, int, int, int], _Contribution] = {}
+_SHARED_LIMIT = 1 << 12
 
 
 def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
@@ -74,15 +72,31 @@ class ActivityFold:
             sums[slot] += sign * contribution[slot]
 
     def add_event(self, event: AccessEvent) -> None:
-        contribution = _contribution(event)
-        event_id = event.event_id
+        self.add(event.action, event.count, event.record, event.target, event.org, event.actor_type,
+                 event.event_id)
+
+    def add(self, action: str, count: int, record: Optional[str], target: Optional[str], org: Optional[str],
+            actor_type: Optional[str], event_id: Optional[str]) -> None:
+        """One validated event, given field by field: the batch reader folds rows it never makes events of."""
+        consult, search, export, create = _KIND_FLAGS.get(action, _NO_KIND)
+        touched = 1 if consult else (count if search or export else 0)
+        if not create:
+            target = None
         sums = self.sums
         if event_id is not None:
-            if event_id in self.by_id:
+            by_id = self.by_id
+            if event_id in by_id:
                 sums[_DUPLICATES] += 1
                 return
-            self.by_id[event_id] = contribution
-        _, touched, consult, search, export, create, target = contribution
+            if target is None:
+                shared = _SHARED_CONTRIBUTIONS.get((touched, consult, search, export, create))
+                if shared is None:
+                    shared = (1, touched, consult, search, export, create, None)
+                    if len(_SHARED_CONTRIBUTIONS) < _SHARED_LIMIT:
+                        _SHARED_CONTRIBUTIONS[(touched, consult, search, export, create)] = shared
+                by_id[event_id] = shared
+            else:
+                by_id[event_id] = (1, touched, consult, search, export, create, target)
         sums[_EVENTS] += 1
         sums[_TOUCHED] += touched
         sums[_CONSULTS] += consult
@@ -93,12 +107,10 @@ class ActivityFold:
             sums[_LARGEST_BULK] = touched
         if target is not None:
             self.created.add(target)
-        if consult and event.record is not None:
-            self.records.add(event.record)
-        org = event.org
+        if consult and record is not None:
+            self.records.add(record)
         if org is not None and org != self.org:
             self.org = _first(self.org, org)
-        actor_type = event.actor_type
         if actor_type is not None and actor_type != self.actor_type:
             self.actor_type = _first(self.actor_type, actor_type)
 
@@ -121,24 +133,12 @@ class ActivityFold:
 
     def to_activity(self, actor: str, window_start_ms: int, window_end_ms: int, late: bool) -> AccountActivity:
         sums = self.sums
+        records = self.records
+        # Positional, in AccountActivity's field order: one per account and window.
         return AccountActivity(
-            actor=actor,
-            org=self.org,
-            actor_type=self.actor_type,
-            window_start_ms=window_start_ms,
-            window_end_ms=window_end_ms,
-            events=sums[_EVENTS],
-            records_touched=sums[_TOUCHED],
-            consults=sums[_CONSULTS],
-            searches=sums[_SEARCHES],
-            exports=sums[_EXPORTS],
-            largest_bulk=sums[_LARGEST_BULK],
-            creations=sums[_CREATIONS],
-            created=sorted(self.created),
-            distinct_records=self.records.estimate(),
-            record_sample=self.records.sample_ids(),
-            duplicates=sums[_DUPLICATES],
-            late=late,
+            actor, self.org, self.actor_type, window_start_ms, window_end_ms, sums[_EVENTS], sums[_TOUCHED],
+            sums[_CONSULTS], sums[_SEARCHES], sums[_EXPORTS], sums[_LARGEST_BULK], sums[_CREATIONS],
+            sorted(self.created), records.estimate(), records.sample_ids(), sums[_DUPLICATES], late,
         )
 
 

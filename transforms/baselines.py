@@ -151,14 +151,18 @@ def learn(
     prior = config.role_prior(model.actor_type)
     growth = config.volume.daily_growth
     trusted = model.trust(config.volume.trust_days) >= 1.0
+    peaks = model.peaks
+    # Most windows raise no peak: the comparison _raise_peak starts with, made before calling it.
     for scale, observed in volumes.items():
-        _raise_peak(model, VOLUME_PEAKS[scale], observed, prior.records(scale), growth, trusted)
-    if novel_1h is not None:
+        slot = VOLUME_PEAKS[scale]
+        if observed > peaks[slot]:
+            _raise_peak(model, slot, observed, prior.records(scale), growth, trusted)
+    if novel_1h is not None and novel_1h > peaks[PEAK_NOVEL_1H]:
         novelty_prior = config.novelty.floor_1h / config.novelty.multiplier
         _raise_peak(model, PEAK_NOVEL_1H, novel_1h, novelty_prior, growth, trusted)
-    _raise_peak(model, PEAK_CREATIONS_1D, creations_1d, prior.creations_1d, growth, trusted)
+    if creations_1d > peaks[PEAK_CREATIONS_1D]:
+        _raise_peak(model, PEAK_CREATIONS_1D, creations_1d, prior.creations_1d, growth, trusted)
     model.hours_today |= 1 << hour_slot(window_start_ms)
     model.pace_today[0] += volumes["1h"]
     model.pace_today[1] += 1
-    for record in sample:
-        model.portfolio.add(record)
+    model.portfolio.add_all(sample)

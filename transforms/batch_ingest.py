@@ -2,10 +2,13 @@
 
 Beam's per-element cost is paid per element, so a replay that makes every
 line an element spends most of its time in the runner. Here one element is a
-byte range of a file (32 MiB, or a whole compressed file): its lines are read,
-validated and folded into one `ActivityFold` per account and window in plain
-Python, and only the folds — one element per account and range, holding all
-its windows — and the dead letters become elements.
+byte range of a file (32 MiB, or a whole compressed file): its lines are read
+in blocks of a few MiB, validated a block at a time (pyarrow parses, numpy
+checks: transforms/block_parsing.py, which hands every line it cannot prove
+clean back to the per-line parser, in its place), and folded into one
+`ActivityFold` per account and window in file order; only the folds — one
+element per account and range, holding all its windows — and the dead letters
+become elements.
 
 Validation, dead-letter reasons and counters are exactly those of
 `transforms/read_events.py`; a range owns every line that starts inside it, so
@@ -26,11 +29,15 @@ from apache_beam.metrics import Metrics
 from schemas.dead_letter import UNREADABLE_FILE, DeadLetter
 from transforms.account_windows import ActivityFold
 from transforms.batch_windows import pack_folds
+from transforms.block_parsing import parse_block
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 from transforms.gc_pause import paused_gc
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE, Unreadable
 
 RANGE_BYTES = 32 << 20
+# Lines are validated in blocks of about this size (transforms/block_parsing.py).
+BLOCK_BYTES = 1 << 20
+BLOCK_LINES = 4096  # a compressed file's lines come one by one: blocks of this many
 # Flush folds early when a range holds this many account-windows, to bound memory.
 MAX_OPEN_FOLDS = 200_000
 
@@ -97,6 +104,71 @@ def _read_lines(file_range: FileRange) -> Iterable[bytes]:
             yield line
 
 
+def _blocks(file_range: FileRange, block_bytes: int = BLOCK_BYTES, block_lines: int = BLOCK_LINES) -> Iterable:
+    """The range's lines in blocks: (data, None) for whole lines of an uncompressed file read as they are on
+    disk, (data, lines) for lines a compressed file yielded one by one; `Unreadable` last if reading failed.
+
+    The same lines as `_lines`: those that start inside the range.
+    """
+    if file_range.end >= 0 and CompressionTypes.detect_compression_type(file_range.path) == \
+            CompressionTypes.UNCOMPRESSED:
+        yield from _plain_blocks(file_range, block_bytes)
+        return
+    batch: list = []
+    for line in _lines(file_range):
+        if isinstance(line, Unreadable):
+            if batch:
+                yield b"\n".join(batch) + b"\n", batch
+            yield line
+            return
+        batch.append(line)
+        if len(batch) >= block_lines:
+            yield b"\n".join(batch) + b"\n", batch
+            batch = []
+    if batch:
+        yield b"\n".join(batch) + b"\n", batch
+
+
+def _plain_blocks(file_range: FileRange, block_bytes: int) -> Iterable:
+    path, start, end = file_range
+    lines = 0
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            position = 0  # where `carry` starts in the file
+            if start > 0:
+                handle.seek(start - 1)
+                # The line at `start` is ours only if the byte before it ends the previous line.
+                previous = handle.read(1)
+                position = start
+                if previous != b"\n":
+                    position += len(handle.readline())
+            carry = b""
+            while position < end:
+                chunk = handle.read(block_bytes)
+                if not chunk:
+                    if carry:  # a last line without a newline, started inside the range
+                        lines += 1
+                        yield carry, None
+                    return
+                data = carry + chunk
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = data
+                    continue
+                if position + cut > end:
+                    # Ours: up to the end of the line holding byte end - 1.
+                    cut = data.find(b"\n", end - 1 - position) + 1
+                    block, carry = data[:cut], b""
+                    position = end
+                else:
+                    block, carry = data[:cut], data[cut:]
+                    position += cut
+                lines += block.count(b"\n")
+                yield block, None
+    except Exception as err:  # noqa: BLE001 -- like _lines: the range ends, not the job
+        yield Unreadable(f"{type(err).__name__}: {str(err)[:200]} (after {lines} lines read from byte {start})")
+
+
 def _check_complete(handle) -> None:
     """Raise if a compressed file ended before its end-of-stream marker: Beam's reader takes a cut-off .gz silently.
 
@@ -111,9 +183,12 @@ def _check_complete(handle) -> None:
 class _FoldRange(beam.DoFn):
     """One file range -> (actor, packed [(window_start_ms, ActivityFold), ...]) per account, plus dead letters."""
 
-    def __init__(self, window_ms: int, mapping: FieldMapping):
+    def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES,
+                 block_lines: int = BLOCK_LINES):
         self._window_ms = window_ms
         self._mapping = mapping
+        self._block_bytes = block_bytes
+        self._block_lines = block_lines
 
     def setup(self):
         self._lines = Metrics.counter(METRICS_NAMESPACE, "lines_read")
@@ -143,31 +218,45 @@ class _FoldRange(beam.DoFn):
         folds: Dict[Tuple[str, int], ActivityFold] = {}
         lines = accepted = 0
         rejected: Dict[str, int] = {}
-        for line in _lines(file_range):
-            lines += 1
-            if isinstance(line, Unreadable):
+        newest = self._newest_ms
+        for item in _blocks(file_range, self._block_bytes, self._block_lines):
+            if isinstance(item, Unreadable):
+                lines += 1
                 rejected[UNREADABLE_FILE] = rejected.get(UNREADABLE_FILE, 0) + 1
-                yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(UNREADABLE_FILE, line.detail, file_range.path, b""))
+                yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(UNREADABLE_FILE, item.detail, file_range.path, b""))
                 continue
-            try:
-                event = parse_event_line(line, mapping)
-            except Rejected as rejection:
-                rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
-                yield pvalue.TaggedOutput(
-                    DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, file_range.path, line)
-                )
-                continue
-            accepted += 1
-            ts = event.ts_ms
-            if ts > self._newest_ms:
-                self._newest_ms = ts
-            key = (event.actor, ts - ts % window_ms)
-            fold = folds.get(key)
-            if fold is None:
-                if len(folds) >= MAX_OPEN_FOLDS:
-                    yield from self._emit(folds)
-                fold = folds[key] = ActivityFold()
-            fold.add_event(event)
+            block = parse_block(item[0], window_ms, item[1])
+            lines += len(block.fallback)
+            newest = max(newest, block.newest_ms)
+            # In line order, whichever parser read the row: a fold sees its events in file order.
+            for raw, window_start, actor, action, count, record, target, org, actor_type, event_id in zip(
+                    block.fallback, block.window_start, block.actor, block.action, block.count, block.record,
+                    block.target, block.org, block.actor_type, block.event_id):
+                if raw is not None:
+                    try:
+                        event = parse_event_line(raw, mapping)
+                    except Rejected as rejection:
+                        rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
+                        yield pvalue.TaggedOutput(
+                            DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, file_range.path, raw)
+                        )
+                        continue
+                    ts = event.ts_ms
+                    if ts > newest:
+                        newest = ts
+                    window_start = ts - ts % window_ms
+                    actor, action, count, record, target, org, actor_type, event_id = (
+                        event.actor, event.action, event.count, event.record, event.target, event.org,
+                        event.actor_type, event.event_id)
+                accepted += 1
+                key = (actor, window_start)
+                fold = folds.get(key)
+                if fold is None:
+                    if len(folds) >= MAX_OPEN_FOLDS:
+                        yield from self._emit(folds)
+                    fold = folds[key] = ActivityFold()
+                fold.add(action, count, record, target, org, actor_type, event_id)
+        self._newest_ms = newest
         yield from self._emit(folds)
         self._report(lines, accepted, rejected)
 

@@ -40,6 +40,79 @@ def worst(findings: List[Finding]) -> Optional[Finding]:
 def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Optional[Finding]:
     """The worst crossing among the volume scales and novelty, or None.
 
+    Nearly every window crosses nothing, so each measure is first screened against its bare
+    threshold — the very arithmetic of `_assess`, with the settings read once — and only a window
+    where one crosses is assessed in full. (The peer medians are asked exactly as `_assess` asks them:
+    the first asker of the day fills their cache.)
+    """
+    config: DetectionConfig = context.config
+    volume = config.volume
+    model = context.model
+    trust_days = volume.trust_days
+    trust = 1.0 if trust_days <= 0 else min(1.0, model.history_days / trust_days)
+    prior = config.role_prior(model.actor_type)
+    factor, floor_factor = context.factor, context.floor_factor
+    off_hours = "off_hours" in context.adjustments
+    peaks = model.peaks
+    for scale, minutes, slot, floor, multiplier, prior_records in _volume_settings(volume, prior):
+        peers = context.peer_peak(slot)
+        usual = trust * peaks[slot] + (1.0 - trust) * (peers if peers is not None else prior_records)
+        if minutes >= 1440 and off_hours:
+            bare = max(floor * (floor_factor * volume.off_hours_floor_divisor),
+                       multiplier * usual * (factor * volume.off_hours_divisor))
+        else:
+            bare = max(floor * floor_factor, multiplier * usual * factor)
+        if _crosses(volumes[scale], bare):
+            return _assess(context, volumes, novel_1h)
+    if novel_1h is not None:
+        novelty = config.novelty
+        novelty_prior = novelty.floor_1h / novelty.multiplier
+        learned = model.day_start_peaks[PEAK_NOVEL_1H] if trust >= 1.0 else peaks[PEAK_NOVEL_1H]
+        usual = trust * learned + (1.0 - trust) * novelty_prior
+        for span, minutes in NOVELTY_SPANS:
+            if minutes > 60 and trust < 1.0:
+                continue
+            floor = novelty.floor(span) * (2.0 - trust)
+            bare = max(floor * floor_factor, novelty.multiplier_for(span) * usual * factor)
+            # Novel counts are never negative, so the last 15 minutes hold at most the hour's, and the last
+            # 3 hours at most the day's: when that bound is far below the bar, the sum need not be walked.
+            bound = novel_1h if minutes <= 60 else model.day_sums[NOVEL]
+            if bound * 10 <= bare * 9 and bare >= 1.0:
+                continue
+            observed = novel_1h if minutes == 60 else model.hour_sum(NOVEL, context.window_end_ms, minutes * 60_000)
+            if _crosses(observed, bare):
+                return _assess(context, volumes, novel_1h)
+    return None
+
+
+def _crosses(observed, bare: float) -> bool:
+    """`round(observed / threshold_of(...), 2) > 1.0` for the unrounded threshold `bare`, as `_assess` decides it.
+
+    Most windows are far below: at no more than 9/10 of a bar of at least 1 the ratio stays under 0.91
+    whatever the rounding, and the two roundings are skipped.
+    """
+    if observed * 10 <= bare * 9 and bare >= 1.0:
+        return False
+    return round(observed / round(bare, 2), 2) > 1.0
+
+
+_SETTINGS_CACHE: dict = {}
+
+
+def _volume_settings(volume, prior):
+    """(scale, minutes, peak slot, floor, multiplier, role prior) per volume scale, read once per settings."""
+    key = (id(volume), id(prior))
+    settings = _SETTINGS_CACHE.get(key)
+    if settings is None or settings[0] is not volume or settings[1] is not prior:
+        rows = tuple((scale, minutes, VOLUME_PEAKS[scale], volume.floor(scale), volume.multiplier(scale),
+                      prior.records(scale)) for scale, minutes in VOLUME_SCALES)
+        settings = _SETTINGS_CACHE[key] = (volume, prior, rows)
+    return settings[2]
+
+
+def _assess(context, volumes: dict, novel_1h: Optional[int]) -> Optional[Finding]:
+    """The worst crossing among the volume scales and novelty, or None: in full, expectations included.
+
     `context` is a transforms.group_model.ScoringContext for this account and window.
     Most windows cross nothing: each measure is first scored against its bare
     threshold, and the full expectation an alert explains is built only for

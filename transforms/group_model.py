@@ -154,18 +154,22 @@ class GroupModel:
 
         alerts: List[Alert] = []
         context = ScoringContext(config, model, self.peers, start, end)
-        subject = Subject(activity.actor, activity.org, model.actor_type)
         hour = model.hour_sums(end)
         volumes = {"5m": max(0, weighted), "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
         novel_1h = hour[NOVEL] if novelty_applies else None
         consultation = assess_consultation(context, volumes, novel_1h)
-        creator_link = [model.created_by] if model.created_by else []
-        self._track(model, CONSULTATION_VOLUME, subject, (start, end), activity.records_touched, consultation,
-                    creator_link, alerts)
+        incidents = model.incidents
+        # Nothing crossed and no story open (nearly every window): nothing to track, nothing to build for it.
+        if consultation is not None or CONSULTATION_VOLUME in incidents:
+            creator_link = [model.created_by] if model.created_by else []
+            self._track(model, CONSULTATION_VOLUME, Subject(activity.actor, activity.org, model.actor_type),
+                        (start, end), activity.records_touched, consultation, creator_link, alerts)
         creation = assess_creation_rate(context, hour[CREATIONS], model.day_sum(CREATIONS))
-        self._track(model, CREATION_RATE, subject, (start, end), activity.creations, creation,
-                    list(activity.created), alerts)
-        self._attribute_to_creator(model, activity, max(0, weighted), alerts)
+        if creation is not None or CREATION_RATE in incidents:
+            self._track(model, CREATION_RATE, Subject(activity.actor, activity.org, model.actor_type), (start, end),
+                        activity.creations, creation, list(activity.created), alerts)
+        if model.created_by:
+            self._attribute_to_creator(model, activity, max(0, weighted), alerts)
 
         if not late:
             model.last_window_end_ms = end

@@ -81,7 +81,8 @@ class DistinctRecords:
         return int(round(self.hll.get_estimate()))
 
     def sample_ids(self) -> List[str]:
-        return [r for r, _ in sorted(self.sample.items(), key=lambda kv: (kv[1], kv[0]))[:SAMPLE_SIZE]]
+        # (hash, record) pairs sort as the key (hash, record) would, without a key function per item.
+        return [r for _, r in sorted([(h, r) for r, h in self.sample.items()])[:SAMPLE_SIZE]]
 
     # Accumulators cross the shuffle: the sketch travels as its compact bytes.
     def __getstate__(self):
@@ -114,13 +115,15 @@ class Portfolio:
         self.bits[:len(data)] = data[:self.BITS // 8]
 
     @classmethod
-    def _positions(cls, record: str) -> Tuple[int, ...]:
+    def _positions(cls, record: str) -> Tuple[Tuple[int, int], ...]:
+        """(byte index, bit mask) of each of the record's bits."""
         positions = cls._positions_cache.get(record)
         if positions is None:
             digest = hashlib.blake2b(record.encode("utf-8"), digest_size=8).digest()
             first = int.from_bytes(digest[:4], "little")
             step = int.from_bytes(digest[4:], "little") | 1
-            positions = tuple((first + i * step) % cls.BITS for i in range(cls.HASHES))
+            bits = [(first + i * step) % cls.BITS for i in range(cls.HASHES)]
+            positions = tuple((bit >> 3, 1 << (bit & 7)) for bit in bits)
             if len(cls._positions_cache) >= cls.POSITIONS_CACHE_LIMIT:
                 cls._positions_cache.clear()
             cls._positions_cache[record] = positions
@@ -128,15 +131,22 @@ class Portfolio:
 
     def __contains__(self, record: str) -> bool:
         bits = self.bits
-        for position in self._positions(record):
-            if not bits[position >> 3] >> (position & 7) & 1:
+        for index, mask in self._positions(record):
+            if not bits[index] & mask:
                 return False
         return True
 
     def add(self, record: str) -> None:
         bits = self.bits
-        for position in self._positions(record):
-            bits[position >> 3] |= 1 << (position & 7)
+        for index, mask in self._positions(record):
+            bits[index] |= mask
+
+    def add_all(self, records) -> None:
+        bits = self.bits
+        positions = self._positions
+        for record in records:
+            for index, mask in positions(record):
+                bits[index] |= mask
 
     def estimated_size(self) -> float:
         """How many distinct records were added: the standard estimate from the bits set."""
@@ -152,4 +162,12 @@ class Portfolio:
         """The share of a window's sampled records this account never worked on before."""
         if not sample:
             return 0.0
-        return sum(1 for record in sample if record not in self) / len(sample)
+        bits = self.bits
+        positions = self._positions
+        novel = 0
+        for record in sample:
+            for index, mask in positions(record):
+                if not bits[index] & mask:
+                    novel += 1
+                    break
+        return novel / len(sample)
