@@ -247,3 +247,34 @@ def test_a_young_account_reading_a_few_strangers_files_an_hour_for_hours_alerts(
     _, alerts = run(history + strangers)
     assert alerts and alerts[0].expected.unit == "records never opened before, per 1 h"
     assert alerts[0].expected.history_days == 3
+
+
+def test_the_screen_of_consultation_volume_lets_through_every_window_the_full_assessment_finds(monkeypatch):
+    # The screen repeats the full assessment's arithmetic for speed: the two must never disagree.
+    from transforms import consultation_volume, group_model
+
+    rnd = random.Random(7)
+    windows = []
+    for n, pace in enumerate((3, 6, 12, 25)):
+        windows += working_days(f"acct-{n}", days=9, per_window=pace, seed=n)
+    for late_starter in ("acct-new", "acct-young"):
+        windows += working_days(late_starter, days=3, per_window=8, first_day=6)
+    for _ in range(300):
+        actor = rnd.choice(["acct-0", "acct-1", "acct-2", "acct-3", "acct-new"])
+        at = day(rnd.randint(6, 9), rnd.randint(0, 23)) + rnd.randrange(12) * WINDOW
+        strangers = [f"x-{rnd.randrange(10 ** 6)}" for _ in range(rnd.randint(0, 60))]
+        windows.append(window(actor, at, len(strangers) or rnd.randint(1, 90), records_ids=strangers or None))
+    for i in range(48):  # a trickle of strangers' files, which only the 3-hour novelty sum catches
+        windows.append(window("acct-young", day(9, 8) + i * WINDOW, 4, records_ids=[f"y-{i}-{j}" for j in range(4)]))
+    compared = []
+
+    def both(context, volumes, novel_1h):
+        screened = consultation_volume.assess_consultation(context, volumes, novel_1h)
+        full = consultation_volume._assess(context, volumes, novel_1h)
+        compared.append((screened, full))
+        return full
+
+    monkeypatch.setattr(group_model, "assess_consultation", both)
+    run(windows)
+    assert sum(1 for _, full in compared if full is not None) > 20
+    assert [s for s, f in compared if s != f] == []

@@ -67,11 +67,9 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
     if novel_1h is not None:
         novelty = config.novelty
         novelty_prior = novelty.floor_1h / novelty.multiplier
-        learned = model.day_start_peaks[PEAK_NOVEL_1H] if trust >= 1.0 else peaks[PEAK_NOVEL_1H]
-        usual = trust * learned + (1.0 - trust) * novelty_prior
         for span, minutes in NOVELTY_SPANS:
-            if minutes > 60 and trust < 1.0:
-                continue
+            learned = model.day_start_peaks[PEAK_NOVEL_1H] if trust >= 1.0 or minutes > 60 else peaks[PEAK_NOVEL_1H]
+            usual = trust * learned + (1.0 - trust) * novelty_prior
             floor = novelty.floor(span) * (2.0 - trust)
             bare = max(floor * floor_factor, novelty.multiplier_for(span) * usual * factor)
             # Novel counts are never negative, so the last 15 minutes hold at most the hour's, and the last
