@@ -158,6 +158,7 @@ def flink_args(
     parallelism: int = 1,
     cache_mb: int = DEFAULT_CACHE_MB,
     restarts: Optional[int] = None,
+    finish_bundle_before_checkpointing: bool = True,
 ) -> List[str]:
     """Options for the Flink runner.
 
@@ -168,6 +169,12 @@ def flink_args(
     EXTERNAL with `environment_config=host:port` of a `worker_pool_main` (the Kubernetes sidecar).
     `restarts`: how many times Flink restarts a failed job (from its last checkpoint) before giving
     up; None keeps Flink's default (unbounded with checkpointing on). Tests use 0: fail, don't loop.
+
+    `finish_bundle_before_checkpointing` (streaming): without it, Beam 2.54's Flink runner finishes a
+    Python stage's open bundle inside the checkpoint and holds that bundle's outputs back until after
+    the checkpoint, but lets the watermark through at once: those outputs then reach the next shuffle
+    behind the watermark, as late data (half of the windows of a replay came out as late panes). With
+    it, the bundle is finished before the checkpoint barrier, its outputs ahead of the watermark.
     """
     args = [
         f"--runner={FLINK_RUNNER}",
@@ -182,6 +189,8 @@ def flink_args(
         args.append(f"--environment_config={environment_config}")
     if streaming:
         args += ["--streaming", f"--checkpointing_interval={checkpointing_interval_ms}"]
+        if finish_bundle_before_checkpointing:
+            args.append("--finish_bundle_before_checkpointing")
     if restarts is not None:
         args += [f"--number_of_execution_retries={restarts}", "--execution_retry_delay=1000"]
     return args

@@ -55,7 +55,8 @@ def run_demo(args) -> dict:
 
     options = GuetteurOptions(
         flink_args(job_endpoint=args.job_endpoint, flink_master=args.flink_master, streaming=True,
-                   checkpointing_interval_ms=args.checkpoint_ms, parallelism=args.parallelism)
+                   checkpointing_interval_ms=args.checkpoint_ms, parallelism=args.parallelism,
+                   finish_bundle_before_checkpointing=not args.bundles_across_checkpoints)
         + [f"--input=kafka://{args.bootstrap}/{args.prefix}.events", f"--output=kafka://{args.bootstrap}/{args.prefix}",
            f"--expansion_service={args.expansion_service}", f"--kafka_group_id={args.prefix}-detect"]
     )
@@ -164,6 +165,9 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="replay only the first N events")
     parser.add_argument("--parallelism", type=int, default=1)
     parser.add_argument("--checkpoint-ms", type=int, default=10_000)
+    parser.add_argument("--bundles-across-checkpoints", action="store_true",
+                        help="Flink's default: a bundle open at a checkpoint is finished within it (its outputs "
+                             "then fall behind the watermark: late panes); for measuring, not for use")
     parser.add_argument("--prometheus-ports", type=lambda s: [int(p) for p in s.split(",")], default=[9249, 9250])
     parser.add_argument("--drain-seconds", type=float, default=300.0)
     parser.add_argument("--settle-seconds", type=float, default=30.0)

@@ -170,14 +170,26 @@ class AccountActivityFn(beam.CombineFn):
 
 
 class _ToActivity(beam.DoFn):
-    """Names the window and pane of each fold, and leaves the windowed world.
+    """Names the window and pane of each fold, and leaves the windowed world; empty panes are dropped.
 
     Per-account state downstream lives in the global window: it spans all
     windows of the account, which is the point of learning a baseline.
+
+    Why empty panes come at all: the Python SDK writes every windowing strategy
+    with closing behaviour EMIT_ALWAYS and on-time behaviour FIRE_ALWAYS
+    (apache_beam/transforms/core.py; EMIT_IF_NONEMPTY is a TODO there). Python's
+    runners ignore both; the Java grouping that runs on Flink honours them:
+    every window ends with an extra, empty pane when it expires (LATE), or, when
+    one watermark step passes both its end and its expiry, a second empty
+    ON_TIME pane. On a session cluster (make demo-flink, 4 days x 30 accounts)
+    that made 7,182 panes of 3,591 account-windows, every LATE one empty, each
+    scored as a window: the demo's "late panes".
     """
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         actor, fold = element
+        if not fold.sums[_EVENTS] and not fold.sums[_DUPLICATES]:
+            return
         late = pane.timing == PaneInfoTiming.LATE
         yield actor, fold.to_activity(actor, win.start.micros // 1000, win.end.micros // 1000, late)
 

@@ -50,7 +50,14 @@ log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
 log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 PROPS
   local log4j="-Dlog4j.configuration=file:$RUN_DIR/kafka-log4j.properties"
-  local cluster_id; cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+  # A KRaft cluster id is 16 random bytes in URL-safe base64; one in 64 starts with '-', which the
+  # storage tool's argument parser takes for an option ("--cluster-id: expected one argument").
+  local cluster_id; cluster_id="$(python3 -c 'import base64, uuid
+while True:
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not cid.startswith("-"):
+        break
+print(cid)')"
   java "$log4j" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" \
     -c "$RUN_DIR/kafka-server.properties" >"$RUN_DIR/kafka-format.log" 2>&1 \
     || { cat "$RUN_DIR/kafka-format.log" >&2; exit 1; }
