@@ -112,7 +112,7 @@ demo-flink: setup tools
 	  deploy/local/demo-flink.sh
 
 # Restarts on a real Flink session cluster (issue 7): TaskManager killed mid-stream, stop with savepoint
-# and restore; alerts compared with an uninterrupted run (deploy/local/restart-flink.sh). ~10 minutes.
+# and restore; alerts compared with the local runner's (deploy/local/restart-flink.sh). ~15 minutes.
 .PHONY: restart-flink
 restart-flink: setup tools
 	deploy/local/fetch.sh flink-dist
