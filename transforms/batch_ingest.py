@@ -82,17 +82,20 @@ def _lines(file_range: FileRange) -> Iterable[bytes]:
         yield line
 
 
+def _seek_first_line(handle, start: int) -> int:
+    """Moves `handle` to the first line that starts at or after `start`, and returns that offset."""
+    if start <= 0:
+        return 0
+    handle.seek(start - 1)
+    # The line at `start` is ours only if the byte before it ends the previous line.
+    previous = handle.read(1)
+    return start if previous == b"\n" else start + len(handle.readline())
+
+
 def _read_lines(file_range: FileRange) -> Iterable[bytes]:
     path, start, end = file_range
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-        position = 0
-        if start > 0:
-            handle.seek(start - 1)
-            # The line at `start` is ours only if the byte before it ends the previous line.
-            previous = handle.read(1)
-            position = start
-            if previous != b"\n":
-                position += len(handle.readline())
+        position = _seek_first_line(handle, start)
         while end < 0 or position < end:
             line = handle.readline()
             if not line:
@@ -134,14 +137,7 @@ def _plain_blocks(file_range: FileRange, block_bytes: int) -> Iterable:
     lines = 0
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            position = 0  # where `carry` starts in the file
-            if start > 0:
-                handle.seek(start - 1)
-                # The line at `start` is ours only if the byte before it ends the previous line.
-                previous = handle.read(1)
-                position = start
-                if previous != b"\n":
-                    position += len(handle.readline())
+            position = _seek_first_line(handle, start)  # where `carry` starts in the file
             carry = b""
             while position < end:
                 chunk = handle.read(block_bytes)

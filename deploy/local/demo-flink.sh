@@ -10,10 +10,7 @@ OUT="$REPO_ROOT/out/demo-flink"
 export RUN_DIR="$OUT/services"
 rm -rf "$OUT" && mkdir -p "$RUN_DIR"
 
-trap stop_stream_services EXIT
-# Interrupted (Ctrl-C, a timeout): exit, so that the EXIT trap stops what was started.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_stream_services_on_exit
 
 echo "== 1/5 simulate ${DEMO_DAYS:-14} days, ${DEMO_ACTORS:-80} accounts (seed ${DEMO_SEED:-7})"
 "$PY" -m pipelines simulate --output "$OUT/input" --seed "${DEMO_SEED:-7}" --days "${DEMO_DAYS:-14}" --actors "${DEMO_ACTORS:-80}"

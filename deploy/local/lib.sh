@@ -96,3 +96,11 @@ stop_stream_services() {
   "$REPO_ROOT/deploy/local/flink-cluster.sh" stop || true
   "$REPO_ROOT/deploy/local/kafka.sh" stop || true
 }
+
+# Stop what the script started when it ends, also when interrupted (Ctrl-C, a timeout): bash runs no
+# EXIT trap for a signal it does not trap itself.
+stop_stream_services_on_exit() {
+  trap stop_stream_services EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}

@@ -11,10 +11,7 @@ OUT="$REPO_ROOT/out/restart-flink"
 export RUN_DIR="$OUT/services"
 rm -rf "$OUT" && mkdir -p "$RUN_DIR"
 
-trap stop_stream_services EXIT
-# Interrupted (Ctrl-C, a timeout): exit, so that the EXIT trap stops what was started.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_stream_services_on_exit
 
 echo "== 1/3 simulate ${RESTART_DAYS:-4} days, ${RESTART_ACTORS:-40} accounts (seed ${RESTART_SEED:-7})"
 "$PY" -m pipelines simulate --output "$OUT/input" --seed "${RESTART_SEED:-7}" --days "${RESTART_DAYS:-4}" \
