@@ -42,7 +42,7 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
 
     Nearly every window crosses nothing, so each measure is first screened against its bare
     threshold — the very arithmetic of `_assess`, with the settings read once — and only a window
-    where one crosses is assessed in full. (The peer medians are asked exactly as `_assess` asks them:
+    where one crosses is assessed in full. (The peers' levels are asked exactly as `_assess` asks them:
     the first asker of the day fills their cache.)
     """
     config: DetectionConfig = context.config
@@ -68,7 +68,8 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
         novelty = config.novelty
         novelty_prior = novelty.floor_1h / novelty.multiplier
         for span, minutes in NOVELTY_SPANS:
-            learned = model.day_start_peaks[PEAK_NOVEL_1H] if trust >= 1.0 or minutes > 60 else peaks[PEAK_NOVEL_1H]
+            day_start = _novelty_as_of_day_start(trust, minutes)
+            learned = model.day_start_peaks[PEAK_NOVEL_1H] if day_start else peaks[PEAK_NOVEL_1H]
             usual = trust * learned + (1.0 - trust) * novelty_prior
             floor = novelty.floor(span) * (2.0 - trust)
             bare = max(floor * floor_factor, novelty.multiplier_for(span) * usual * factor)
@@ -81,6 +82,16 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
             if _crosses(observed, bare):
                 return _assess(context, volumes, novel_1h)
     return None
+
+
+def _novelty_as_of_day_start(trust: float, span_minutes: int) -> bool:
+    """Whether a novelty sum is judged on the account's level as its day began, not as it stands now.
+
+    Strangers' files are the attacker's signature: an attacker reading a few more of them each hour
+    must not teach the account, within the day, that this is its normal. A young account still learns
+    its own files within the day, except for the 3-hour sum, which exists for that attacker.
+    """
+    return trust >= 1.0 or span_minutes > 60
 
 
 def _crosses(observed, bare: float) -> bool:
@@ -149,11 +160,7 @@ def _assess(context, volumes: dict, novel_1h: Optional[int]) -> Optional[Finding
             observed = novel_1h if minutes == 60 else model.hour_sum(NOVEL, context.window_end_ms, minutes * 60_000)
             # A portfolio learned over few days leaves more of the account's own files looking new.
             floor = novelty.floor(span) * (2.0 - trust)
-            # Strangers' files are the attacker's signature: an attacker reading a few more of them
-            # each hour must not teach the account, within the day, that this is its normal. A young
-            # account still learns its own files within the day, except for the 3-hour sum, which
-            # exists for that attacker.
-            day_start = trust >= 1.0 or minutes > 60
+            day_start = _novelty_as_of_day_start(trust, minutes)
             usual = blended_usual(model, PEAK_NOVEL_1H, novelty_prior, None, volume.trust_days,
                                   as_of_day_start=day_start)
             limit = threshold_of(usual, floor, novelty.multiplier_for(span), context.factor, context.floor_factor)
