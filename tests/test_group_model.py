@@ -1,6 +1,7 @@
 """The detector's state machine for one organisation: learning, cold start, peers, hours,
 poisoning, creation chains, incidents, order."""
 
+import dataclasses
 import random
 
 from schemas.activity import AccountActivity
@@ -131,6 +132,22 @@ def test_an_organisation_busier_as_a_whole_does_not_alert_on_everybody():
     _, alone = run(history + [w for w in busy if w.actor == "m0"])
     assert quiet_org == []
     assert alone and {a.actor for a in alone} == {"m0"}
+
+
+def test_a_busy_day_keeps_its_lift_through_the_lulls_of_the_organisation():
+    names = [f"m{i}" for i in range(6)]
+    history = [w for name in names for w in working_days(name, days=8, per_window=6)]
+    own_files = {name: [f"{name}-rec-{r % 6}" for r in range(40)] for name in names}
+    # Day 9: everyone at several times its usual pace from 08:00; at 11:00 the others stop while m0
+    # goes on at the same pace, within its working hours, for two more: no colleague works that hour.
+    busy = [window(name, day(8, 8) + i * WINDOW, 40, records_ids=own_files[name]) for name in names for i in range(36)]
+    m0_goes_on = [window("m0", day(8, 11) + i * WINDOW, 40, records_ids=own_files["m0"]) for i in range(24)]
+    _, with_day_lift = run(history + busy + m0_goes_on)
+    hourly_only = dataclasses.replace(CONFIG, volume=dataclasses.replace(CONFIG.volume, org_busy_day_ratio=1e9))
+    _, hourly_lift_only = run(history + busy + m0_goes_on, GroupModel("org-a", hourly_only))
+    assert with_day_lift == []
+    assert hourly_lift_only and {a.actor for a in hourly_lift_only} == {"m0"}
+    assert all(a.detected_at_ms > day(8, 11) for a in hourly_lift_only)
 
 
 def test_windows_that_alert_do_not_teach_the_baseline():

@@ -36,8 +36,11 @@ class VolumeConfig:
     off_hours_divisor: float = 3.0
     off_hours_floor_divisor: float = 2.0
     # ...and multiplied by the organisation's collective lift, up to max_org_lift, when most of its
-    # active accounts work at more than org_busy_ratio times their ordinary hourly pace.
+    # active accounts work at more than org_busy_ratio times their ordinary hourly pace over the
+    # last hour, or at more than org_busy_day_ratio times it on average since the day began (a
+    # day's average swings less than an hour; it keeps a busy day's thresholds up through its lulls).
     org_busy_ratio: float = 1.5
+    org_busy_day_ratio: float = 1.2
     max_org_lift: float = 3.0
     # Peers (same organisation and role, with history) needed before they inform a new account.
     min_peers: int = 3

@@ -44,7 +44,8 @@ def group_key(activity: AccountActivity) -> str:
 class ScoringContext:
     """One account at one window end: what the rules need to know beyond the numbers."""
 
-    __slots__ = ("config", "model", "peers", "window_end_ms", "factor", "floor_factor", "adjustments")
+    __slots__ = ("config", "model", "peers", "window_end_ms", "factor", "floor_factor", "adjustments", "lift",
+                 "_day_lift")
 
     def __init__(self, config: DetectionConfig, model: AccountModel, peers: PeerGroup,
                  window_start_ms: int, window_end_ms: int):
@@ -64,25 +65,47 @@ class ScoringContext:
             factor *= lift
             floor_factor *= lift
             adjustments.append(f"org_busy_x{lift:.1f}")
+        else:
+            lift = 1.0
         self.factor = factor
         self.floor_factor = floor_factor
         self.adjustments = adjustments
+        self.lift = lift
+        self._day_lift: Optional[float] = None
+
+    def day_lift(self) -> float:
+        """The organisation's lift for a volume measure: the higher of the last hour's and the day's.
+
+        Asked only once a volume would cross without it (it can only raise the bar), so the walk
+        over the organisation's accounts is paid on the rare window that needs it.
+        """
+        if self._day_lift is None:
+            day = self.peers.org_day_lift(self.window_end_ms)
+            self._day_lift = day if day >= 1.05 and day > self.lift else self.lift
+        return self._day_lift
+
+    def _lifted_for_the_day(self, factor: float) -> float:
+        day_lift = self.day_lift()
+        return factor if day_lift == self.lift else factor / self.lift * day_lift
 
     def factor_for(self, span_minutes: int) -> float:
-        """The context factor for a measure: a day-long sum is not made suspicious by the current hour."""
+        """The context factor for a volume measure: a day-long sum is not made suspicious by the current hour."""
+        factor = self._lifted_for_the_day(self.factor)
         if span_minutes >= 1440 and "off_hours" in self.adjustments:
-            return self.factor * self.config.volume.off_hours_divisor
-        return self.factor
+            factor *= self.config.volume.off_hours_divisor
+        return factor
 
     def floor_factor_for(self, span_minutes: int) -> float:
+        factor = self._lifted_for_the_day(self.floor_factor)
         if span_minutes >= 1440 and "off_hours" in self.adjustments:
-            return self.floor_factor * self.config.volume.off_hours_floor_divisor
-        return self.floor_factor
+            factor *= self.config.volume.off_hours_floor_divisor
+        return factor
 
     def adjustments_for(self, span_minutes: int):
-        if span_minutes >= 1440:
-            return [a for a in self.adjustments if a != "off_hours"]
-        return self.adjustments
+        day_lift = self.day_lift()
+        kept = [a for a in self.adjustments if not a.startswith("org_busy_x")
+                and not (span_minutes >= 1440 and a == "off_hours")]
+        return kept + ([f"org_busy_x{day_lift:.1f}"] if day_lift > 1.0 else [])
 
     def peer_peak(self, slot: int) -> Optional[float]:
         return self.peers.peer_peak(self.model, slot, self.window_end_ms)

@@ -49,6 +49,7 @@ class PeerGroup:
         self._peaks: Dict[Tuple[Optional[str], int], Optional[float]] = {}
         self._hours: Dict[Optional[str], int] = {}
         self._lift_at: Tuple[int, float] = (-1, 1.0)
+        self._day_lift_at: Tuple[int, float] = (-1, 1.0)
 
     def _new_day(self, window_end_ms: int) -> None:
         day = (window_end_ms - 1) // MS_PER_DAY
@@ -121,4 +122,30 @@ class PeerGroup:
         for actor in idle:
             del self._recent[actor]
         self._lift_at = (window_end_ms, lift)
+        return lift
+
+    def org_day_lift(self, window_end_ms: int) -> float:
+        """How much faster than its ordinary pace most of the organisation has worked today (>= 1).
+
+        A busy day is not busy every hour: colleagues pause, meet, go home, and the hourly lift falls
+        back to 1 within minutes while the day's surplus work is still being done. Their average pace
+        since the day began holds for the whole day.
+        """
+        if self._day_lift_at[0] == window_end_ms:
+            return self._day_lift_at[1]
+        volume = self.config.volume
+        today = (window_end_ms - 1) // MS_PER_DAY
+        ratios = []
+        for model in self.accounts.values():
+            # Today's pace once it rests on half an hour of work; an account not seen today still holds yesterday's.
+            total, windows = model.pace_today
+            if model.current_day != today or windows < 6 or model.history_days < volume.trust_days:
+                continue
+            # A day's average is steadier than an hour's: a quieter floor than the hourly lift's keeps small accounts in.
+            ordinary = max(model.typical_1h, self.config.role_prior(model.actor_type).records_1h / 20)
+            ratios.append(total / windows / ordinary)
+        lift = 1.0
+        if len(ratios) >= max(4, volume.min_peers):
+            lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_day_ratio))
+        self._day_lift_at = (window_end_ms, lift)
         return lift
