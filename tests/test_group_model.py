@@ -150,6 +150,20 @@ def test_a_busy_day_keeps_its_lift_through_the_lulls_of_the_organisation():
     assert all(a.detected_at_ms > day(8, 11) for a in hourly_lift_only)
 
 
+def test_a_newcomer_reading_a_few_files_an_hour_through_the_night_alerts_before_dawn():
+    peers = [w for name in ("p1", "p2", "p3", "p4") for w in working_days(name, days=8, per_window=6)]
+    # 5 records every 5 minutes (60 an hour) for 10 hours: under every hourly bar of a new advisor.
+    def trickle(first_hour):
+        return [window("acct-new", day(8, first_hour) + i * WINDOW, 5, records_ids=[f"stranger-{i}-{r}" for r in range(5)])
+                for i in range(120)]
+    _, by_night = run(peers + trickle(19))
+    _, by_day = run(peers + trickle(7))
+    assert by_day == []
+    assert by_night and by_night[0].actor == "acct-new"
+    assert "at night" in by_night[0].explanation
+    assert day(8, 21) < by_night[0].detected_at_ms <= day(9, 0)
+
+
 def test_windows_that_alert_do_not_teach_the_baseline():
     model, _ = run(working_days("acct-1", days=8, per_window=12))
     before = list(model.accounts["acct-1"].peaks)

@@ -1,9 +1,9 @@
 """Where a consultation-volume alert is decided for one account and window.
 
 Measured at three scales at once — the 5-minute window, the rolling hour and
-the rolling day — and, once its portfolio is known, as records the account
-never opened before in the last 15 minutes, hour and 3 hours. The worst of
-these decides; a score is the ratio to its threshold, so 1.0 is the edge and
+the rolling day —, as records read at night at hours the account never works
+over the last 6 hours, and, once its portfolio is known, as records the account never
+opened before in the last 15 minutes, hour and 3 hours. The worst of these decides; a score is the ratio to its threshold, so 1.0 is the edge and
 10 means ten times past it.
 """
 
@@ -13,12 +13,15 @@ from typing import List, NamedTuple, Optional
 
 from schemas.alert import Expectation
 from schemas.baseline import PEAK_NOVEL_1H, VOLUME_PEAKS
+from schemas.timestamps import MS_PER_HOUR
 from transforms.account_model import NOVEL
-from transforms.baselines import blended_usual, expectation, threshold_of
+from transforms.baselines import OWN_HISTORY, PEER_GROUP, blended_usual, expectation, hour_slot, threshold_of
 from transforms.detection_config import NOVELTY_SPANS, VOLUME_SCALES, DetectionConfig
+from transforms.peer_groups import DEFAULT_WORKING_HOURS, is_off_hours
 
 RULE = "consultation_volume"
 UNITS = {"5m": "records per 5 min", "1h": "records per 1 h", "1d": "records per 24 h"}
+OFF_HOURS_SPAN_MS = 6 * MS_PER_HOUR
 
 
 class Finding(NamedTuple):
@@ -64,6 +67,8 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
             bare = max(floor * floor_factor, multiplier * usual * factor)
         if _crosses(volumes[scale], bare):
             return _assess(context, volumes, novel_1h)
+    if off_hours and _crosses(off_hours_records(context), volume.off_hours_floor_6h):
+        return _assess(context, volumes, novel_1h)
     if novel_1h is not None:
         novelty = config.novelty
         novelty_prior = novelty.floor_1h / novelty.multiplier
@@ -103,6 +108,27 @@ def _crosses(observed, bare: float) -> bool:
     if observed * 10 <= bare * 9 and bare >= 1.0:
         return False
     return round(observed / round(bare, 2), 2) > 1.0
+
+
+def off_hours_records(context) -> int:
+    """Records read over the last 6 hours in windows at night, at hours the account never works (its peers', while new).
+
+    Night is outside the default working week's hours, weekends included: a Saturday morning's
+    catching up is unusual, but it is not a night of files. Asked only at an hour the account never
+    works, which a legitimate account rarely does: the walk stays rare.
+    """
+    model = context.model
+    working_hours = context.peers.working_hours(model, context.window_end_ms)
+    since = context.window_end_ms - OFF_HOURS_SPAN_MS
+    total = 0
+    for point in reversed(model.recent):
+        if point.start_ms < since:
+            break
+        if point.start_ms < context.window_end_ms:
+            slot = hour_slot(point.start_ms)
+            if is_off_hours(DEFAULT_WORKING_HOURS, slot % 24) and is_off_hours(working_hours, slot):
+                total += point.records
+    return total
 
 
 _SETTINGS_CACHE: dict = {}
@@ -152,6 +178,18 @@ def _assess(context, volumes: dict, novel_1h: Optional[int]) -> Optional[Finding
         findings.append(
             Finding(RULE, f"records_{scale}", minutes, observed, round(observed / expected.threshold, 2), expected)
         )
+    if "off_hours" in context.adjustments:
+        observed = off_hours_records(context)
+        floor = volume.off_hours_floor_6h
+        if round(observed / floor, 2) > 1.0:
+            # Nothing is usual at an hour it never works: the floor is the whole threshold.
+            trusted = model.trust(volume.trust_days) >= 1.0
+            expected = Expectation(
+                value=0.0, unit="records at night at hours it never works, per 6 h",
+                source=OWN_HISTORY if trusted else PEER_GROUP, own=None, peers=None, role=None,
+                history_days=model.history_days, threshold=floor, adjustments=["off_hours"],
+            )
+            findings.append(Finding(RULE, "off_hours_records_6h", 360, observed, round(observed / floor, 2), expected))
     if novel_1h is not None:
         novelty = config.novelty
         novelty_prior = novelty.floor_1h / novelty.multiplier

@@ -17,6 +17,7 @@ _MEASURES = {
     "records_5m": "{observed:,} records in 5 min",
     "records_1h": "{observed:,} records within an hour",
     "records_1d": "{observed:,} records within 24 h",
+    "off_hours_records_6h": "{observed:,} records at night, at hours it never works, within 6 h",
     "novel_records_15m": "{observed:,} records it had never opened before within 15 min",
     "novel_records_1h": "{observed:,} records it had never opened before within an hour",
     "novel_records_3h": "{observed:,} records it had never opened before within 3 h",
