@@ -29,23 +29,31 @@ def record_hash(record: str) -> int:
     return zlib.crc32(record.encode("utf-8"))
 
 
+def _smallest(records) -> List[Tuple[int, str]]:
+    """The bottom-k of distinct records: (hash, record) of the SAMPLE_SIZE smallest, in order."""
+    return sorted([(record_hash(record), record) for record in records])[:SAMPLE_SIZE]
+
+
 class DistinctRecords:
     __slots__ = ("exact", "hll", "sample")
 
     def __init__(self):
         self.exact: Optional[set] = set()
         self.hll = None
-        self.sample: dict = {}  # record -> hash, the smallest hashes seen
+        # record -> hash, the smallest hashes seen: kept once the exact set is given up for the sketch;
+        # while the set is exact, its sample is computed from it when asked (the same bottom-k).
+        self.sample: dict = {}
 
     def add(self, record: str) -> None:
-        if self.exact is not None:
-            if record in self.exact:
+        exact = self.exact
+        if exact is not None:
+            if record in exact:
                 return
-            self.exact.add(record)
-            if len(self.exact) > EXACT_LIMIT:
+            exact.add(record)
+            if len(exact) > EXACT_LIMIT:
                 self._promote()
-        else:
-            self.hll.update(record)
+            return
+        self.hll.update(record)
         self._offer(record)
 
     def _offer(self, record: str) -> None:
@@ -56,9 +64,11 @@ class DistinctRecords:
                 self.sample = dict(sorted(sample.items(), key=lambda kv: (kv[1], kv[0]))[:SAMPLE_SIZE])
 
     def _promote(self) -> None:
+        exact = self.exact or set()
         self.hll = datasketches.hll_sketch(_HLL_LG_K, datasketches.tgt_hll_type.HLL_8)
-        for record in self.exact:
+        for record in exact:
             self.hll.update(record)
+        self.sample = {record: hashed for hashed, record in _smallest(exact)}
         self.exact = None
 
     def merge(self, other: "DistinctRecords") -> None:
@@ -81,6 +91,8 @@ class DistinctRecords:
         return int(round(self.hll.get_estimate()))
 
     def sample_ids(self) -> List[str]:
+        if self.exact is not None:
+            return [record for _, record in _smallest(self.exact)]
         # (hash, record) pairs sort as the key (hash, record) would, without a key function per item.
         return [r for _, r in sorted([(h, r) for r, h in self.sample.items()])[:SAMPLE_SIZE]]
 
