@@ -1,10 +1,11 @@
 """Where a consultation-volume alert is decided for one account and window.
 
-Measured at three scales at once — the 5-minute window, the rolling hour and
-the rolling day —, as records read at night at hours the account never works
-over the last 6 hours, and, once its portfolio is known, as records the account never
-opened before in the last 15 minutes, hour and 3 hours. The worst of these decides; a score is the ratio to its threshold, so 1.0 is the edge and
-10 means ten times past it.
+Measured at three scales at once (the 5-minute window, the rolling hour and
+the rolling day); as records read at night, at hours the account never works,
+over the last 6 hours; and, once its portfolio is known, as records the
+account never opened before in the last 15 minutes, hour and 3 hours. The
+worst of these decides; a score is the ratio to its threshold, so 1.0 is the
+edge and 10 means ten times past it.
 """
 
 from __future__ import annotations

@@ -35,10 +35,6 @@ class VolumeConfig:
     # Thresholds are divided by this at hours when the account (or, new, its peers) never works.
     off_hours_divisor: float = 3.0
     off_hours_floor_divisor: float = 2.0
-    # Records read at night (21:00-04:59 UTC) at hours the account (or, while new, its peers) never
-    # works, summed over the last 6 hours, alert above this: nobody's job is a night of files, and
-    # an attacker reading a few an hour around the clock stays under every hourly bar.
-    off_hours_floor_6h: float = 150.0
     # ...and multiplied by the organisation's collective lift, up to max_org_lift, when most of its
     # active accounts work at more than org_busy_ratio times their ordinary hourly pace over the
     # last hour, or at more than org_busy_day_ratio times it on average since the day began (a
@@ -46,6 +42,10 @@ class VolumeConfig:
     org_busy_ratio: float = 1.5
     org_busy_day_ratio: float = 1.2
     max_org_lift: float = 3.0
+    # Records read at night (21:00-04:59 UTC) at hours the account (or, while new, its peers) never
+    # works, summed over the last 6 hours, alert above this: nobody's job is a night of files, and
+    # an attacker reading a few an hour around the clock stays under every hourly bar.
+    off_hours_floor_6h: float = 150.0
     # Peers (same organisation and role, with history) needed before they inform a new account.
     min_peers: int = 3
 

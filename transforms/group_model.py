@@ -76,8 +76,8 @@ class ScoringContext:
     def day_lift(self) -> float:
         """The organisation's lift for a volume measure: the higher of the last hour's and the day's.
 
-        Asked only once a volume would cross without it (it can only raise the bar), so the walk
-        over the organisation's accounts is paid on the rare window that needs it.
+        Asked only by the full assessment, on the rare window the screen lets through (it can only
+        raise the bar), so the walk over the organisation's accounts is paid where it may matter.
         """
         if self._day_lift is None:
             day = self.peers.org_day_lift(self.window_end_ms)
