@@ -483,3 +483,23 @@ def test_a_burst_redelivered_after_its_window_fired_is_counted_once_and_alerts_d
     # And at the fold: one pane of 300, the 300 copies counted as duplicates only (no pane re-scores the window).
     panes, letters = _fold_stream(stream(redelivered=True))
     assert [(a.events, a.duplicates, a.late) for a in panes] == [(300, 0, False)] and letters == []
+
+
+def test_events_without_event_id_are_matched_by_content_each_copy_counted():
+    from apache_beam.testing import test_stream
+    from apache_beam.transforms.window import TimestampedValue
+
+    def anonymous(actor, ts_ms):
+        return TimestampedValue(_consults(actor, ts_ms, 1)[0].value._replace(event_id=None), ts_ms / 1000)
+
+    panes, letters = _fold_stream(
+        test_stream.TestStream()
+        .advance_watermark_to(T_STREAM / 1000)
+        # No event_id: nothing tells two copies apart, so both count (as in a batch).
+        .add_elements([anonymous("acct-1", T_STREAM), anonymous("acct-1", T_STREAM)])
+        .advance_watermark_to((T_STREAM + 180 * MS_PER_MINUTE) / 1000)
+        .add_elements([anonymous("acct-1", T_STREAM + 1000)])
+        .advance_watermark_to_infinity()
+    )
+    assert [(a.events, a.duplicates) for a in panes] == [(2, 0)]
+    assert [letter.reason for letter in letters] == ["too_late"]
