@@ -503,3 +503,21 @@ def test_events_without_event_id_are_matched_by_content_each_copy_counted():
     )
     assert [(a.events, a.duplicates) for a in panes] == [(2, 0)]
     assert [letter.reason for letter in letters] == ["too_late"]
+
+
+def test_empty_receipt_panes_are_dropped_before_the_fold():
+    """On Flink, Java's ReduceFnRunner closes every window with an empty pane (the Python SDK asks for
+    EMIT_ALWAYS); Python's runners never make one, so the filter is checked on the DoFn itself."""
+    from apache_beam.transforms.window import IntervalWindow
+    from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
+
+    from transforms.stream_fold import Receipt, _ToReceipt
+
+    window = IntervalWindow(T_STREAM / 1000, (T_STREAM + 5 * MS_PER_MINUTE) / 1000)
+    closing = PaneInfo(is_first=False, is_last=True, timing=PaneInfoTiming.LATE, index=1, nonspeculative_index=1)
+    on_time = PaneInfo(is_first=True, is_last=False, timing=PaneInfoTiming.ON_TIME, index=0, nonspeculative_index=0)
+    receipts = _ToReceipt()
+    assert list(receipts.process(("acct-1", {}), win=window, pane=closing)) == []
+    assert list(receipts.process(("acct-1", {}), win=window, pane=on_time)) == []
+    assert list(receipts.process(("acct-1", {"e-1": 1}), win=window, pane=closing)) == [
+        ("acct-1", Receipt(T_STREAM, True, {"e-1": 1}))]

@@ -88,9 +88,21 @@ class _CountIds(beam.CombineFn):
 
 
 class _ToReceipt(beam.DoFn):
+    """A pane of receipts -> one Receipt; empty panes are dropped.
+
+    Why empty panes come at all: the Python SDK writes every windowing strategy with closing
+    behaviour EMIT_ALWAYS and on-time behaviour FIRE_ALWAYS (apache_beam/transforms/core.py,
+    EMIT_IF_NONEMPTY is a TODO there). Beam's own Python runners ignore both; the Java
+    ReduceFnRunner that groups on Flink honours them: every window ends with an extra, empty pane
+    when it expires (LATE), or, when one watermark step passes both its end and its expiry, a
+    second empty ON_TIME pane. Measured on Flink (make demo-flink, 4 days x 30 accounts): 7,182
+    panes for 3,591 account-windows, and every one of the 1,167 LATE panes was empty.
+    """
+
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         actor, ids = element
-        yield actor, Receipt(win.start.micros // 1000, pane.timing == PaneInfoTiming.LATE, ids)
+        if ids:
+            yield actor, Receipt(win.start.micros // 1000, pane.timing == PaneInfoTiming.LATE, ids)
 
 
 def _event_line(event: AccessEvent) -> bytes:
