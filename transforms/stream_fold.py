@@ -125,15 +125,25 @@ class _Window:
 class FoldAccountStreamFn(beam.DoFn):
     """Keyed by account: (actor, AccessEvent or Receipt) -> (actor, AccountActivity); too-late events dead-lettered.
 
-    One timer per account, always at the earliest thing still to do: a window
-    to close (its end) or a window to expire (its end + the allowed lateness).
+    One timer armed per account, always at the earliest thing still to do: a
+    window to close (its end) or a window to expire (its end + the allowed
+    lateness).
+
+    Two timers take turns: a callback arms the other one, never the timer that
+    is firing. Beam 2.54's Flink runner loses track of a timer set again from
+    its own callback: its watermark hold outlives it, this DoFn's output
+    watermark stops there, and nothing downstream of it (detection's own
+    timers) ever fires again (seen on Flink: panes folded for six days of
+    event time, not one detection flush).
     """
 
     EVENTS = BagStateSpec("events", PickleCoder())  # events not counted yet
     RECEIPTS = BagStateSpec("receipts", PickleCoder())  # receipts not matched yet
     WINDOWS = ReadModifyWriteStateSpec("windows", PickleCoder())  # window start -> _Window
-    NEXT = ReadModifyWriteStateSpec("next", VarIntCoder())  # where the timer points
-    DUE = TimerSpec("due", TimeDomain.WATERMARK)
+    NEXT = ReadModifyWriteStateSpec("next", VarIntCoder())  # where the armed timer points
+    ARMED = ReadModifyWriteStateSpec("armed", VarIntCoder())  # which timer is armed: 0 or 1
+    DUE_0 = TimerSpec("due_0", TimeDomain.WATERMARK)
+    DUE_1 = TimerSpec("due_1", TimeDomain.WATERMARK)
 
     def __init__(self, window_ms: int, allowed_lateness_ms: int):
         self._window_ms = window_ms
@@ -145,7 +155,8 @@ class FoldAccountStreamFn(beam.DoFn):
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "events_duplicate")
 
     def process(self, element, events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-                next_due=beam.DoFn.StateParam(NEXT), due=beam.DoFn.TimerParam(DUE)):
+                next_due=beam.DoFn.StateParam(NEXT), armed=beam.DoFn.StateParam(ARMED),
+                due_0=beam.DoFn.TimerParam(DUE_0), due_1=beam.DoFn.TimerParam(DUE_1)):
         _, item = element
         if isinstance(item, Receipt):
             receipts.add(item)
@@ -154,20 +165,34 @@ class FoldAccountStreamFn(beam.DoFn):
             events.add(item)
             start = item.ts_ms - item.ts_ms % self._window_ms
         # Behind the watermark already (a late receipt or event): the timer fires at the next watermark.
-        self._point(start + self._window_ms, next_due, due)
+        self._point(start + self._window_ms, next_due, armed, (due_0, due_1))
 
     @staticmethod
-    def _point(at_ms: int, next_due, due) -> None:
+    def _point(at_ms: int, next_due, armed, timers) -> None:
         current = next_due.read()
         if current is None or at_ms < current:
             next_due.write(at_ms)
-            due.set(Timestamp(micros=at_ms * 1000))
+            timers[armed.read() or 0].set(Timestamp(micros=at_ms * 1000))
 
-    @on_timer(DUE)
-    def on_due(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
-               events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-               windows_state=beam.DoFn.StateParam(WINDOWS), next_due=beam.DoFn.StateParam(NEXT),
-               due=beam.DoFn.TimerParam(DUE)):
+    @on_timer(DUE_0)
+    def on_due_0(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                 events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
+                 windows_state=beam.DoFn.StateParam(WINDOWS), next_due=beam.DoFn.StateParam(NEXT),
+                 armed=beam.DoFn.StateParam(ARMED), due_0=beam.DoFn.TimerParam(DUE_0),
+                 due_1=beam.DoFn.TimerParam(DUE_1)):
+        armed.write(1)
+        yield from self._on_due(key, fired_at, events, receipts, windows_state, next_due, armed, (due_0, due_1))
+
+    @on_timer(DUE_1)
+    def on_due_1(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+                 events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
+                 windows_state=beam.DoFn.StateParam(WINDOWS), next_due=beam.DoFn.StateParam(NEXT),
+                 armed=beam.DoFn.StateParam(ARMED), due_0=beam.DoFn.TimerParam(DUE_0),
+                 due_1=beam.DoFn.TimerParam(DUE_1)):
+        armed.write(0)
+        yield from self._on_due(key, fired_at, events, receipts, windows_state, next_due, armed, (due_0, due_1))
+
+    def _on_due(self, key, fired_at, events, receipts, windows_state, next_due, armed, timers):
         now_ms = fired_at.micros // 1000  # the watermark is at least here
         window_ms, lateness_ms = self._window_ms, self._lateness_ms
         windows: Dict[int, _Window] = windows_state.read() or {}
@@ -200,7 +225,7 @@ class FoldAccountStreamFn(beam.DoFn):
             elif waiting:
                 pending[start] = waiting
 
-        self._store(pending, credit, on_time, windows, events, receipts, windows_state, next_due, due)
+        self._store(pending, credit, on_time, windows, events, receipts, windows_state, next_due, armed, timers)
 
     @staticmethod
     def _match(candidates: List[AccessEvent], credit: Counter):
@@ -239,7 +264,7 @@ class FoldAccountStreamFn(beam.DoFn):
                   f"({self._lateness_ms // 60_000} min) before it arrived")
         yield pvalue.TaggedOutput(DEAD_LETTER_TAG, dl.DeadLetter(dl.TOO_LATE, detail, None, _event_line(event)))
 
-    def _store(self, pending, credit, on_time, windows, events, receipts, windows_state, next_due, due):
+    def _store(self, pending, credit, on_time, windows, events, receipts, windows_state, next_due, armed, timers):
         events.clear()
         receipts.clear()
         for batch in pending.values():
@@ -259,7 +284,7 @@ class FoldAccountStreamFn(beam.DoFn):
             windows_state.clear()  # nothing left: the account's state is gone until it shows up again
             return
         windows_state.write(windows)
-        self._point(min(upcoming), next_due, due)
+        self._point(min(upcoming), next_due, armed, timers)
 
 
 class FoldAccountStream(beam.PTransform):
