@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple
 
 import apache_beam as beam
 import orjson
 from apache_beam import pvalue
-from apache_beam.coders import PickleCoder, VarIntCoder
+from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
@@ -125,25 +125,29 @@ class _Window:
 class FoldAccountStreamFn(beam.DoFn):
     """Keyed by account: (actor, AccessEvent or Receipt) -> (actor, AccountActivity); too-late events dead-lettered.
 
-    One timer armed per account, always at the earliest thing still to do: a
-    window to close (its end) or a window to expire (its end + the allowed
-    lateness).
+    Two event-time timers per window, tagged with the window's start, both set
+    when the window is first seen: `close` at its end, `expire` at its end plus
+    the allowed lateness. A late receipt sets `close` again (in the past: it
+    fires at the next watermark) for the late pane.
 
-    Two timers take turns: a callback arms the other one, never the timer that
-    is firing. Beam 2.54's Flink runner loses track of a timer set again from
-    its own callback: its watermark hold outlives it, this DoFn's output
-    watermark stops there, and nothing downstream of it (detection's own
-    timers) ever fires again (seen on Flink: panes folded for six days of
-    event time, not one detection flush).
+    Why a timer per window, not one per account pointing at the next thing to
+    do: a callback only knows its own timestamp, not the watermark, so a single
+    timer re-armed from its callback walks one window per firing. On Flink a
+    timer set in a callback fires only after the bundle that set it finishes
+    (Beam 2.54's ExecutableStageDoFnOperator; bundles end after 1 s), so the
+    fold's output watermark advanced 5 min of event time per second while the
+    demo streams about an hour of event time per second: measured on the
+    session cluster, the fold's output watermark crawled hours behind its input
+    and detection scored 0 windows. With a timer per window, one watermark step
+    fires every window it passes, in one bundle.
     """
 
     EVENTS = BagStateSpec("events", PickleCoder())  # events not counted yet
     RECEIPTS = BagStateSpec("receipts", PickleCoder())  # receipts not matched yet
-    WINDOWS = ReadModifyWriteStateSpec("windows", PickleCoder())  # window start -> _Window
-    NEXT = ReadModifyWriteStateSpec("next", VarIntCoder())  # where the armed timer points
-    ARMED = ReadModifyWriteStateSpec("armed", VarIntCoder())  # which timer is armed: 0 or 1
-    DUE_0 = TimerSpec("due_0", TimeDomain.WATERMARK)
-    DUE_1 = TimerSpec("due_1", TimeDomain.WATERMARK)
+    WINDOWS = ReadModifyWriteStateSpec("windows", PickleCoder())  # window start -> _Window, from its close on
+    TIMED = ReadModifyWriteStateSpec("timed", PickleCoder())  # window starts whose timers are set
+    CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
+    EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
     def __init__(self, window_ms: int, allowed_lateness_ms: int):
         self._window_ms = window_ms
@@ -155,8 +159,8 @@ class FoldAccountStreamFn(beam.DoFn):
         self._duplicates = Metrics.counter(METRICS_NAMESPACE, "events_duplicate")
 
     def process(self, element, events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-                next_due=beam.DoFn.StateParam(NEXT), armed=beam.DoFn.StateParam(ARMED),
-                due_0=beam.DoFn.TimerParam(DUE_0), due_1=beam.DoFn.TimerParam(DUE_1)):
+                timed=beam.DoFn.StateParam(TIMED), close=beam.DoFn.TimerParam(CLOSE),
+                expire=beam.DoFn.TimerParam(EXPIRE)):
         _, item = element
         if isinstance(item, Receipt):
             receipts.add(item)
@@ -164,68 +168,83 @@ class FoldAccountStreamFn(beam.DoFn):
         else:
             events.add(item)
             start = item.ts_ms - item.ts_ms % self._window_ms
-        # Behind the watermark already (a late receipt or event): the timer fires at the next watermark.
-        self._point(start + self._window_ms, next_due, armed, (due_0, due_1))
+        tag = str(start)
+        armed = timed.read() or set()
+        if start not in armed:
+            armed.add(start)
+            timed.write(armed)
+            close.set(Timestamp(micros=(start + self._window_ms) * 1000), dynamic_timer_tag=tag)
+            expire.set(Timestamp(micros=(start + self._window_ms + self._lateness_ms) * 1000), dynamic_timer_tag=tag)
+        elif isinstance(item, Receipt) and item.late:
+            # The window closed already: its late pane goes out at the next watermark.
+            close.set(Timestamp(micros=(start + self._window_ms) * 1000), dynamic_timer_tag=tag)
 
-    @staticmethod
-    def _point(at_ms: int, next_due, armed, timers) -> None:
-        current = next_due.read()
-        if current is None or at_ms < current:
-            next_due.write(at_ms)
-            timers[armed.read() or 0].set(Timestamp(micros=at_ms * 1000))
-
-    @on_timer(DUE_0)
-    def on_due_0(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
+    @on_timer(CLOSE)
+    def on_close(self, key=beam.DoFn.KeyParam, tag=beam.DoFn.DynamicTimerTagParam,
                  events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-                 windows_state=beam.DoFn.StateParam(WINDOWS), next_due=beam.DoFn.StateParam(NEXT),
-                 armed=beam.DoFn.StateParam(ARMED), due_0=beam.DoFn.TimerParam(DUE_0),
-                 due_1=beam.DoFn.TimerParam(DUE_1)):
-        armed.write(1)
-        yield from self._on_due(key, fired_at, events, receipts, windows_state, next_due, armed, (due_0, due_1))
+                 windows_state=beam.DoFn.StateParam(WINDOWS), timed=beam.DoFn.StateParam(TIMED)):
+        yield from self._settle(key, int(tag), False, events, receipts, windows_state, timed)
 
-    @on_timer(DUE_1)
-    def on_due_1(self, key=beam.DoFn.KeyParam, fired_at=beam.DoFn.TimestampParam,
-                 events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-                 windows_state=beam.DoFn.StateParam(WINDOWS), next_due=beam.DoFn.StateParam(NEXT),
-                 armed=beam.DoFn.StateParam(ARMED), due_0=beam.DoFn.TimerParam(DUE_0),
-                 due_1=beam.DoFn.TimerParam(DUE_1)):
-        armed.write(0)
-        yield from self._on_due(key, fired_at, events, receipts, windows_state, next_due, armed, (due_0, due_1))
+    @on_timer(EXPIRE)
+    def on_expire(self, key=beam.DoFn.KeyParam, tag=beam.DoFn.DynamicTimerTagParam,
+                  events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
+                  windows_state=beam.DoFn.StateParam(WINDOWS), timed=beam.DoFn.StateParam(TIMED)):
+        yield from self._settle(key, int(tag), True, events, receipts, windows_state, timed)
 
-    def _on_due(self, key, fired_at, events, receipts, windows_state, next_due, armed, timers):
-        now_ms = fired_at.micros // 1000  # the watermark is at least here
-        window_ms, lateness_ms = self._window_ms, self._lateness_ms
-        windows: Dict[int, _Window] = windows_state.read() or {}
-        pending: Dict[int, List[AccessEvent]] = {}
+    def _settle(self, key, start: int, expired: bool, events, receipts, windows_state, timed):
+        """Window `start` closed (or expired): count what has its receipt; on expiry dead-letter the rest."""
+        window_ms = self._window_ms
+        end = start + window_ms
+        kept: List[AccessEvent] = []
+        candidates: List[AccessEvent] = []
         for event in events.read():
-            pending.setdefault(event.ts_ms - event.ts_ms % window_ms, []).append(event)
-        credit: Dict[int, Counter] = {}
-        on_time: set = set()
+            (candidates if event.ts_ms - event.ts_ms % window_ms == start else kept).append(event)
+        other_receipts: List[Receipt] = []
+        credit: Counter = Counter()
+        on_time = had_receipts = False
         for receipt in receipts.read():
-            credit.setdefault(receipt.window_start_ms, Counter()).update(receipt.ids)
-            if not receipt.late:
-                on_time.add(receipt.window_start_ms)
-
-        for start in sorted(set(pending) | set(credit) | set(windows)):
-            end = start + window_ms
-            if end > now_ms:
-                continue  # still open
-            memory = windows.get(start)
-            if memory is None:
-                memory = windows[start] = _Window()
-            counted, waiting = self._match(pending.pop(start, []), credit.get(start, Counter()))
-            if counted:
-                yield from self._pane(key, start, end, counted, memory, late=memory.fired or start not in on_time)
-            if end + lateness_ms <= now_ms:
-                # Expired: no receipt can come any more.
-                for event in waiting:
-                    yield from self._dead_letter(event, start, end)
-                credit.pop(start, None)
-                del windows[start]
-            elif waiting:
-                pending[start] = waiting
-
-        self._store(pending, credit, on_time, windows, events, receipts, windows_state, next_due, armed, timers)
+            if receipt.window_start_ms == start:
+                had_receipts = True
+                credit.update(receipt.ids)
+                on_time = on_time or not receipt.late
+            else:
+                other_receipts.append(receipt)
+        windows: Dict[int, _Window] = windows_state.read() or {}
+        memory = windows.get(start)
+        if memory is None:
+            memory = windows[start] = _Window()
+        counted, waiting = self._match(candidates, credit)
+        if counted:
+            yield from self._pane(key, start, end, counted, memory, late=memory.fired or not on_time)
+        if expired:
+            # No receipt can come any more.
+            for event in waiting:
+                yield from self._dead_letter(event, start, end)
+            waiting = []
+            credit = Counter()
+            del windows[start]
+            armed = timed.read() or set()
+            armed.discard(start)
+            if armed:
+                timed.write(armed)
+            else:
+                timed.clear()
+        # Write back only what changed: this window's events and receipts.
+        if candidates:
+            events.clear()
+            for event in kept + waiting:
+                events.add(event)
+        if had_receipts:
+            receipts.clear()
+            for receipt in other_receipts:
+                receipts.add(receipt)
+            left = {rid: n for rid, n in credit.items() if n > 0}
+            if left:
+                receipts.add(Receipt(start, not on_time, left))
+        if windows:
+            windows_state.write(windows)
+        else:
+            windows_state.clear()
 
     @staticmethod
     def _match(candidates: List[AccessEvent], credit: Counter):
@@ -263,28 +282,6 @@ class FoldAccountStreamFn(beam.DoFn):
                   f"[{format_rfc3339_ms(start)}, {format_rfc3339_ms(end)}) by more than the allowed lateness "
                   f"({self._lateness_ms // 60_000} min) before it arrived")
         yield pvalue.TaggedOutput(DEAD_LETTER_TAG, dl.DeadLetter(dl.TOO_LATE, detail, None, _event_line(event)))
-
-    def _store(self, pending, credit, on_time, windows, events, receipts, windows_state, next_due, armed, timers):
-        events.clear()
-        receipts.clear()
-        for batch in pending.values():
-            for event in batch:
-                events.add(event)
-        for start, ids in credit.items():
-            left = {rid: n for rid, n in ids.items() if n > 0}
-            if left:
-                receipts.add(Receipt(start, start not in on_time, left))
-        window_ms, lateness_ms = self._window_ms, self._lateness_ms
-        # Next: the first open window to close, else the first window to expire.
-        closes = [start + window_ms for start in set(pending) | set(credit) if start not in windows]
-        expires = [start + window_ms + lateness_ms for start in set(windows) | set(pending) | set(credit)]
-        upcoming = closes + expires
-        next_due.clear()
-        if not upcoming:
-            windows_state.clear()  # nothing left: the account's state is gone until it shows up again
-            return
-        windows_state.write(windows)
-        self._point(min(upcoming), next_due, armed, timers)
 
 
 class FoldAccountStream(beam.PTransform):
