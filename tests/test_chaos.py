@@ -5,8 +5,8 @@ simulated reference (seed 11, 6 days, 40 accounts) and is checked by `pipelines.
 every line accepted or dead-lettered exactly once with the reason the generator predicted,
 counters that agree with the files written, and the reference's alerts with their alert_ids.
 Around them: the generator's promises checked against the parser, the checker shown to fail,
-the file readers at every range size, a few fuzzed small inputs end to end, and two strict
-xfails documenting what streaming still loses (late data) or counts twice (late redelivery).
+the file readers at every range size, a few fuzzed small inputs end to end, and streaming's
+late data (dead-lettered too_late past the allowed lateness) and late redeliveries (counted once).
 """
 
 import gzip
