@@ -511,13 +511,36 @@ def test_empty_receipt_panes_are_dropped_before_the_fold():
     from apache_beam.transforms.window import IntervalWindow
     from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
 
-    from transforms.stream_fold import Receipt, _ToReceipt
+    from transforms.stream_fold import _RECEIPTS_TAG, _ToReceipt
 
     window = IntervalWindow(T_STREAM / 1000, (T_STREAM + 5 * MS_PER_MINUTE) / 1000)
     closing = PaneInfo(is_first=False, is_last=True, timing=PaneInfoTiming.LATE, index=1, nonspeculative_index=1)
     on_time = PaneInfo(is_first=True, is_last=False, timing=PaneInfoTiming.ON_TIME, index=0, nonspeculative_index=0)
     receipts = _ToReceipt()
-    assert list(receipts.process(("acct-1", {}), win=window, pane=closing)) == []
-    assert list(receipts.process(("acct-1", {}), win=window, pane=on_time)) == []
-    assert list(receipts.process(("acct-1", {"e-1": 1}), win=window, pane=closing)) == [
-        ("acct-1", Receipt(T_STREAM, True, {"e-1": 1}))]
+    assert list(receipts.process((3, {}), win=window, pane=closing)) == []
+    assert list(receipts.process((3, {}), win=window, pane=on_time)) == []
+    ids = {("acct-1", "e-1"): 1}
+    assert list(receipts.process((3, ids), win=window, pane=closing)) == [(3, (_RECEIPTS_TAG, (T_STREAM, True, ids)))]
+
+
+def test_accounts_sharing_a_fold_key_keep_their_own_panes_lateness_and_ids():
+    """acct-1 and acct-16 land on one key of the fold (transforms/stream_fold.shard_of): one on time,
+    the other only late in the same window, both using the same event_ids."""
+    from apache_beam.testing import test_stream
+
+    from transforms.stream_fold import shard_of
+
+    assert shard_of("acct-1") == shard_of("acct-16")
+    late = [type(tv)(tv.value._replace(event_id=f"acct-1-{i}"), tv.timestamp)
+            for i, tv in enumerate(_consults("acct-16", T_STREAM + 1000, 4))]
+    panes, letters = _fold_stream(
+        test_stream.TestStream()
+        .advance_watermark_to(T_STREAM / 1000)
+        .add_elements(_consults("acct-1", T_STREAM, 6))
+        .advance_watermark_to((T_STREAM + 20 * MS_PER_MINUTE) / 1000)
+        .add_elements(late)
+        .advance_watermark_to_infinity()
+    )
+    assert sorted((a.actor, a.late, a.events, a.duplicates) for a in panes) == [
+        ("acct-1", False, 6, 0), ("acct-16", True, 4, 0)]
+    assert letters == []

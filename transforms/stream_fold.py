@@ -31,19 +31,20 @@ lateness. Only state, event-time timers and a windowed combine: portable to Flin
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections import Counter
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import apache_beam as beam
 import orjson
 from apache_beam import pvalue
-from apache_beam.coders import PickleCoder
+from apache_beam.coders import FastPrimitivesCoder, PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Duration, Timestamp
-from apache_beam.utils.windowed_value import PaneInfoTiming
+from apache_beam.utils.windowed_value import PaneInfoTiming, WindowedValue
 
 from schemas import dead_letter as dl
 from schemas.activity import AccountActivity
@@ -53,20 +54,35 @@ from transforms.account_windows import ActivityFold
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE
 
 
-def receipt_id(event: AccessEvent) -> str:
-    """What a receipt names: the event_id, or for an event without one, a digest of the whole event."""
-    if event.event_id is not None:
-        return event.event_id
+SHARDS = 16  # the fold's keys: accounts hashed into this many (see FoldAccountStreamFn for why)
+# Expiry timers are set per hour of event time, not per window: an expiry only frees memory and
+# dead-letters what never got a receipt, so doing it up to an hour of event time later changes no count.
+EXPIRY_STEP_MS = 3_600_000
+_TS, _ACTOR, _EVENT_ID = 0, 1, 12  # AccessEvent's fields, in a plain tuple
+_EVENTS_TAG, _RECEIPTS_TAG = 0, 1
+
+
+def shard_of(actor: str) -> int:
+    """The fold's key of an account: stable across processes (unlike hash() of a str)."""
+    return zlib.crc32(actor.encode("utf-8")) % SHARDS
+
+
+def receipt_id(event: tuple) -> str:
+    """What a receipt names (an AccessEvent or its plain tuple): the event_id, or for an event without
+    one, a digest of the whole event."""
+    event_id = event[_EVENT_ID]
+    if event_id is not None:
+        return event_id
     # "\0" cannot start a JSON string that parsed into an event_id here by accident; same event, same digest.
     return "\0" + hashlib.blake2b(repr(tuple(event)).encode("utf-8"), digest_size=12).hexdigest()
 
 
 class Receipt(NamedTuple):
-    """The runner's word on some events of one account and window: kept (not too late), in which pane."""
+    """The runner's word on some events of one shard and window: kept (not too late), in which pane."""
 
     window_start_ms: int
     late: bool
-    ids: Dict[str, int]  # receipt_id -> copies kept
+    ids: Dict[Tuple[str, str], int]  # (actor, receipt_id) -> copies kept
 
 
 class _CountIds(beam.CombineFn):
@@ -88,7 +104,7 @@ class _CountIds(beam.CombineFn):
 
 
 class _ToReceipt(beam.DoFn):
-    """A pane of receipts -> one Receipt; empty panes are dropped.
+    """A pane of receipts -> (shard, (_RECEIPTS_TAG, Receipt as a plain tuple)); empty panes are dropped.
 
     Why empty panes come at all: the Python SDK writes every windowing strategy with closing
     behaviour EMIT_ALWAYS and on-time behaviour FIRE_ALWAYS (apache_beam/transforms/core.py,
@@ -100,52 +116,78 @@ class _ToReceipt(beam.DoFn):
     """
 
     def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        actor, ids = element
+        shard, ids = element
         if ids:
-            yield actor, Receipt(win.start.micros // 1000, pane.timing == PaneInfoTiming.LATE, ids)
+            yield shard, (_RECEIPTS_TAG, tuple(Receipt(win.start.micros // 1000, pane.timing == PaneInfoTiming.LATE,
+                                                        ids)))
 
 
-def _event_line(event: AccessEvent) -> bytes:
+class _BatchPerShard(beam.DoFn):
+    """(actor, AccessEvent) -> (shard, (_EVENTS_TAG, [event tuples])): one element per shard and bundle.
+
+    Why: the fold's cost is per element it receives (a state append, a runner round trip), not per
+    event; a bundle's events of one shard go as one list of plain tuples (encoded without pickle).
+    Held back until the bundle ends, which is safe: Flink's DoFnOperator does not let the watermark
+    past a bundle that is still open.
+    """
+
+    def start_bundle(self):
+        self._batches: Dict[int, list] = {}
+        self._oldest: Dict[int, int] = {}
+
+    def process(self, element):
+        actor, event = element
+        shard = shard_of(actor)
+        batch = self._batches.get(shard)
+        if batch is None:
+            batch = self._batches[shard] = []
+            self._oldest[shard] = event.ts_ms
+        elif event.ts_ms < self._oldest[shard]:
+            self._oldest[shard] = event.ts_ms
+        batch.append(tuple(event))
+
+    def finish_bundle(self):
+        for shard, batch in self._batches.items():
+            yield WindowedValue((shard, (_EVENTS_TAG, batch)), Timestamp(micros=self._oldest[shard] * 1000),
+                                [window.GlobalWindow()])
+        self._batches, self._oldest = {}, {}
+
+
+def _event_line(event: tuple) -> bytes:
     """The event back as a contract JSON line, for its dead letter (the raw line is gone by then)."""
-    record = {field: value for field, value in event._asdict().items() if value is not None}
-    record["ts"] = format_rfc3339_ms(event.ts_ms)
+    record = {field: value for field, value in AccessEvent(*event)._asdict().items() if value is not None}
+    record["ts"] = format_rfc3339_ms(event[_TS])
     return orjson.dumps(record)
 
 
-class _Window:
-    """What the fold remembers of one window until it expires."""
-
-    __slots__ = ("fired", "ids")
-
-    def __init__(self):
-        self.fired = False  # a pane of it went out: what follows is late
-        self.ids: set = set()  # event_ids counted in it
-
-
 class FoldAccountStreamFn(beam.DoFn):
-    """Keyed by account: (actor, AccessEvent or Receipt) -> (actor, AccountActivity); too-late events dead-lettered.
+    """Keyed by shard: event batches and receipts -> (actor, AccountActivity); too-late events dead-lettered.
 
-    Two event-time timers per window, tagged with the window's start, both set
-    when the window is first seen: `close` at its end, `expire` at its end plus
-    the allowed lateness. A late receipt sets `close` again (in the past: it
-    fires at the next watermark) for the late pane.
+    Timers, tagged: `close` per window start, at its end (set when the window is first seen; set
+    again, in the past, when a late receipt or a late event comes for a window already closed: it
+    fires at the next watermark); `expire` per hour of event time, at the first hour boundary at
+    or after a window's end plus the allowed lateness, settling every window expired by then.
 
-    Why a timer per window, not one per account pointing at the next thing to
-    do: a callback only knows its own timestamp, not the watermark, so a single
-    timer re-armed from its callback walks one window per firing. On Flink a
-    timer set in a callback fires only after the bundle that set it finishes
-    (Beam 2.54's ExecutableStageDoFnOperator; bundles end after 1 s), so the
-    fold's output watermark advanced 5 min of event time per second while the
-    demo streams about an hour of event time per second: measured on the
-    session cluster, the fold's output watermark crawled hours behind its input
-    and detection scored 0 windows. With a timer per window, one watermark step
-    fires every window it passes, in one bundle.
+    Why shards, not one key per account: every timer firing and every state write is a round trip
+    between Flink and the Python worker, and with a key per account there were two timers per
+    account and window, each settling a few events. Measured on make demo-flink before this
+    (300 events/s, 80 accounts, one worker): the fold 100 % busy at ~186 records/s. A shard's
+    timers settle all its accounts' windows at once. SHARDS bounds the fold's parallelism.
+
+    Why a timer per window, not one per key pointing at the next thing to do: a callback only knows
+    its own timestamp, not the watermark, so a single timer re-armed from its callback walks one
+    window per firing. On Flink a timer set in a callback fires only after the bundle that set it
+    finishes (Beam 2.54's ExecutableStageDoFnOperator; bundles end after 1 s), so the fold's output
+    watermark crawled hours of event time behind its input and detection scored 0 windows. With a
+    timer per window, one watermark step fires every window it passes, in one bundle.
     """
 
-    EVENTS = BagStateSpec("events", PickleCoder())  # events not counted yet
-    RECEIPTS = BagStateSpec("receipts", PickleCoder())  # receipts not matched yet
-    WINDOWS = ReadModifyWriteStateSpec("windows", PickleCoder())  # window start -> _Window, from its close on
-    TIMED = ReadModifyWriteStateSpec("timed", PickleCoder())  # window starts whose timers are set
+    EVENTS = BagStateSpec("events", FastPrimitivesCoder())  # batches of event tuples not counted yet
+    RECEIPTS = BagStateSpec("receipts", FastPrimitivesCoder())  # receipts (tuples) not matched yet
+    # window start -> {actor: [fired, event_ids counted]}, from the window's close to its expiry
+    WINDOWS = ReadModifyWriteStateSpec("windows", PickleCoder())
+    # [window starts with a close timer not yet settled as expired, expiry times set, latest start closed]
+    TIMED = ReadModifyWriteStateSpec("timed", PickleCoder())
     CLOSE = TimerSpec("close", TimeDomain.WATERMARK)
     EXPIRE = TimerSpec("expire", TimeDomain.WATERMARK)
 
@@ -161,124 +203,170 @@ class FoldAccountStreamFn(beam.DoFn):
     def process(self, element, events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
                 timed=beam.DoFn.StateParam(TIMED), close=beam.DoFn.TimerParam(CLOSE),
                 expire=beam.DoFn.TimerParam(EXPIRE)):
-        _, item = element
-        if isinstance(item, Receipt):
+        _, (tag, item) = element
+        window_ms = self._window_ms
+        if tag == _RECEIPTS_TAG:
             receipts.add(item)
-            start = item.window_start_ms
+            starts = {item[0]}
+            late = item[1]
         else:
             events.add(item)
-            start = item.ts_ms - item.ts_ms % self._window_ms
-        tag = str(start)
-        armed = timed.read() or set()
-        if start not in armed:
-            armed.add(start)
-            timed.write(armed)
-            close.set(Timestamp(micros=(start + self._window_ms) * 1000), dynamic_timer_tag=tag)
-            expire.set(Timestamp(micros=(start + self._window_ms + self._lateness_ms) * 1000), dynamic_timer_tag=tag)
-        elif isinstance(item, Receipt) and item.late:
-            # The window closed already: its late pane goes out at the next watermark.
-            close.set(Timestamp(micros=(start + self._window_ms) * 1000), dynamic_timer_tag=tag)
+            starts = {event[_TS] - event[_TS] % window_ms for event in item}
+            late = False
+        armed, expiries, closed = timed.read() or (set(), set(), None)
+        changed = False
+        for start in starts:
+            if start not in armed:
+                armed.add(start)
+                changed = True
+                close.set(Timestamp(micros=(start + window_ms) * 1000), dynamic_timer_tag=str(start))
+                due = self._expiry_due(start)
+                if due not in expiries:
+                    expiries.add(due)
+                    expire.set(Timestamp(micros=due * 1000), dynamic_timer_tag=str(due))
+            elif late or (closed is not None and start <= closed):
+                # The window closed already: its late pane goes out at the next watermark.
+                close.set(Timestamp(micros=(start + window_ms) * 1000), dynamic_timer_tag=str(start))
+        if changed:
+            timed.write((armed, expiries, closed))
+
+    def _expiry_due(self, start: int) -> int:
+        expiry = start + self._window_ms + self._lateness_ms
+        return -(-expiry // EXPIRY_STEP_MS) * EXPIRY_STEP_MS
 
     @on_timer(CLOSE)
-    def on_close(self, key=beam.DoFn.KeyParam, tag=beam.DoFn.DynamicTimerTagParam,
-                 events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-                 windows_state=beam.DoFn.StateParam(WINDOWS), timed=beam.DoFn.StateParam(TIMED)):
-        yield from self._settle(key, int(tag), False, events, receipts, windows_state, timed)
+    def on_close(self, tag=beam.DoFn.DynamicTimerTagParam, events=beam.DoFn.StateParam(EVENTS),
+                 receipts=beam.DoFn.StateParam(RECEIPTS), windows_state=beam.DoFn.StateParam(WINDOWS),
+                 timed=beam.DoFn.StateParam(TIMED)):
+        start = int(tag)
+        armed, expiries, closed = timed.read() or (set(), set(), None)
+        if start not in armed:
+            return  # expired already (a close set again after its window's expiry settled it)
+        if closed is None or start > closed:
+            timed.write((armed, expiries, start))
+        yield from self._settle([start], False, events, receipts, windows_state)
 
     @on_timer(EXPIRE)
-    def on_expire(self, key=beam.DoFn.KeyParam, tag=beam.DoFn.DynamicTimerTagParam,
-                  events=beam.DoFn.StateParam(EVENTS), receipts=beam.DoFn.StateParam(RECEIPTS),
-                  windows_state=beam.DoFn.StateParam(WINDOWS), timed=beam.DoFn.StateParam(TIMED)):
-        yield from self._settle(key, int(tag), True, events, receipts, windows_state, timed)
+    def on_expire(self, tag=beam.DoFn.DynamicTimerTagParam, events=beam.DoFn.StateParam(EVENTS),
+                  receipts=beam.DoFn.StateParam(RECEIPTS), windows_state=beam.DoFn.StateParam(WINDOWS),
+                  timed=beam.DoFn.StateParam(TIMED)):
+        due = int(tag)
+        armed, expiries, closed = timed.read() or (set(), set(), None)
+        expiries.discard(due)
+        expired = sorted(start for start in armed if self._expiry_due(start) <= due)
+        armed.difference_update(expired)
+        if armed or expiries:
+            timed.write((armed, expiries, closed))
+        else:
+            timed.clear()
+        if expired:
+            yield from self._settle(expired, True, events, receipts, windows_state)
 
-    def _settle(self, key, start: int, expired: bool, events, receipts, windows_state, timed):
-        """Window `start` closed (or expired): count what has its receipt; on expiry dead-letter the rest."""
+    def _settle(self, starts: List[int], expired: bool, events, receipts, windows_state):
+        """Windows `starts` closed (or expired): count what has its receipt; on expiry dead-letter the rest."""
         window_ms = self._window_ms
-        end = start + window_ms
-        kept: List[AccessEvent] = []
-        candidates: List[AccessEvent] = []
-        for event in events.read():
-            (candidates if event.ts_ms - event.ts_ms % window_ms == start else kept).append(event)
-        other_receipts: List[Receipt] = []
-        credit: Counter = Counter()
-        on_time = had_receipts = False
+        settling = set(starts)
+        kept: list = []
+        candidates: Dict[int, list] = {}
+        for batch in events.read():
+            for event in batch:
+                start = event[_TS] - event[_TS] % window_ms
+                if start in settling:
+                    candidates.setdefault(start, []).append(event)
+                else:
+                    kept.append(event)
+        other_receipts: list = []
+        credit: Dict[int, Counter] = {}
+        on_time: Dict[int, set] = {}  # start -> actors with an on-time receipt
+        matched_receipts = False
         for receipt in receipts.read():
-            if receipt.window_start_ms == start:
-                had_receipts = True
-                credit.update(receipt.ids)
-                on_time = on_time or not receipt.late
+            start, late, ids = receipt
+            if start in settling:
+                matched_receipts = True
+                credit.setdefault(start, Counter()).update(ids)
+                if not late:
+                    on_time.setdefault(start, set()).update(actor for actor, _ in ids)
             else:
                 other_receipts.append(receipt)
-        windows: Dict[int, _Window] = windows_state.read() or {}
-        memory = windows.get(start)
-        if memory is None:
-            memory = windows[start] = _Window()
-        counted, waiting = self._match(candidates, credit)
-        if counted:
-            yield from self._pane(key, start, end, counted, memory, late=memory.fired or not on_time)
-        if expired:
-            # No receipt can come any more.
-            for event in waiting:
-                yield from self._dead_letter(event, start, end)
-            waiting = []
-            credit = Counter()
-            del windows[start]
-            armed = timed.read() or set()
-            armed.discard(start)
-            if armed:
-                timed.write(armed)
-            else:
-                timed.clear()
-        # Write back only what changed: this window's events and receipts.
+        windows: Dict[int, Dict[str, list]] = windows_state.read() or {}
+        waiting_all: list = []
+        leftovers: list = []
+        for start in starts:
+            counted, waiting = self._match(candidates.get(start, ()), credit.get(start, Counter()))
+            memory = windows.setdefault(start, {})
+            for actor, actor_events in counted.items():
+                yield from self._pane(actor, start, actor_events, memory, actor not in on_time.get(start, ()))
+            if expired:
+                # No receipt can come any more.
+                for event in waiting:
+                    yield from self._dead_letter(event, start)
+                windows.pop(start, None)
+                continue
+            waiting_all += waiting
+            left = credit.get(start)
+            if left:
+                punctual = on_time.get(start, set())
+                for late in (False, True):
+                    ids = {key: n for key, n in left.items() if n > 0 and (key[0] not in punctual) == late}
+                    if ids:
+                        leftovers.append((start, late, ids))
+        # Write back only what changed.
         if candidates:
             events.clear()
-            for event in kept + waiting:
-                events.add(event)
-        if had_receipts:
+            if kept or waiting_all:
+                events.add(kept + waiting_all)
+        if matched_receipts:
             receipts.clear()
-            for receipt in other_receipts:
+            for receipt in other_receipts + leftovers:
                 receipts.add(receipt)
-            left = {rid: n for rid, n in credit.items() if n > 0}
-            if left:
-                receipts.add(Receipt(start, not on_time, left))
         if windows:
             windows_state.write(windows)
         else:
             windows_state.clear()
 
     @staticmethod
-    def _match(candidates: List[AccessEvent], credit: Counter):
-        counted, waiting = [], []
+    def _match(candidates, credit: Counter):
+        """Events with a receipt, per actor; and those still without one."""
+        counted: Dict[str, list] = {}
+        waiting = []
         for event in candidates:
-            rid = receipt_id(event)
-            if credit[rid] > 0:
-                credit[rid] -= 1
-                counted.append(event)
+            key = (event[_ACTOR], receipt_id(event))
+            if credit[key] > 0:
+                credit[key] -= 1
+                counted.setdefault(event[_ACTOR], []).append(event)
             else:
                 waiting.append(event)
         return counted, waiting
 
-    def _pane(self, actor, start: int, end: int, counted: List[AccessEvent], memory: _Window, late: bool):
+    def _pane(self, actor: str, start: int, counted: list, memory: Dict[str, list], late: bool):
+        remembered = memory.get(actor)
+        if remembered is None:
+            remembered = memory[actor] = [False, set()]
+        seen = remembered[1]
         fold = ActivityFold()
         duplicates = 0
         for event in counted:
-            if event.event_id is not None and event.event_id in memory.ids:
+            event_id = event[_EVENT_ID]
+            if event_id is not None and event_id in seen:
                 duplicates += 1  # counted in an earlier pane of this window
                 continue
-            fold.add_event(event)
+            # ts, actor, action, count, record, target, org, actor_type, ..., event_id
+            fold.add(event[2], event[3], event[4], event[5], event[6], event[7], event_id)
         fold.add_duplicates(duplicates)
-        memory.ids.update(fold.by_id)
+        seen.update(fold.by_id)
         if fold.events == 0:
             # Nothing new (a redelivery): a pane would only re-score the window. Count, emit nothing.
             self._duplicates.inc(fold.duplicates)
             return
-        memory.fired = True
-        yield actor, fold.to_activity(actor, start, end, late)
+        late = late or remembered[0]
+        remembered[0] = True
+        yield actor, fold.to_activity(actor, start, start + self._window_ms, late)
 
-    def _dead_letter(self, event: AccessEvent, start: int, end: int):
+    def _dead_letter(self, event: tuple, start: int):
         self._rejected.inc()
         self._too_late.inc()
-        detail = (f"event time {format_rfc3339_ms(event.ts_ms)}: the watermark passed the end of its window "
+        end = start + self._window_ms
+        detail = (f"event time {format_rfc3339_ms(event[_TS])}: the watermark passed the end of its window "
                   f"[{format_rfc3339_ms(start)}, {format_rfc3339_ms(end)}) by more than the allowed lateness "
                   f"({self._lateness_ms // 60_000} min) before it arrived")
         yield pvalue.TaggedOutput(DEAD_LETTER_TAG, dl.DeadLetter(dl.TOO_LATE, detail, None, _event_line(event)))
@@ -294,10 +382,11 @@ class FoldAccountStream(beam.PTransform):
 
     def expand(self, keyed):
         window_seconds = self._window_minutes * 60
+        either = beam.typehints.KV[int, beam.typehints.Any]
         receipts = (
             keyed
-            | "ReceiptIds" >> beam.MapTuple(lambda actor, event: (actor, receipt_id(event))).with_output_types(
-                beam.typehints.KV[str, str])
+            | "ReceiptIds" >> beam.MapTuple(lambda actor, event: (shard_of(actor), (actor, receipt_id(event))))
+            .with_output_types(beam.typehints.KV[int, beam.typehints.Tuple[str, str]])
             | "ReceiptWindows"
             >> beam.WindowInto(
                 window.FixedWindows(window_seconds),
@@ -306,13 +395,11 @@ class FoldAccountStream(beam.PTransform):
                 allowed_lateness=Duration(seconds=self._lateness_minutes * 60),
             )
             | "CountReceipts" >> beam.CombinePerKey(_CountIds())
-            | "ToReceipts" >> beam.ParDo(_ToReceipt())
+            | "ToReceipts" >> beam.ParDo(_ToReceipt()).with_output_types(either)
             | "ReceiptsGlobal" >> beam.WindowInto(window.GlobalWindows())
         )
         # One coder on both sides of the Flatten: a runner moves its inputs' bytes as they are.
-        either = beam.typehints.KV[str, beam.typehints.Any]
-        events = keyed | "EventsAsAny" >> beam.Map(lambda kv: kv).with_output_types(either)
-        receipts = receipts | "ReceiptsAsAny" >> beam.Map(lambda kv: kv).with_output_types(either)
+        events = keyed | "BatchPerShard" >> beam.ParDo(_BatchPerShard()).with_output_types(either)
         results = (
             (events, receipts)
             | "EventsAndReceipts" >> beam.Flatten().with_output_types(either)
