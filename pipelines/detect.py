@@ -19,7 +19,7 @@ from transforms.detection import DetectAnomalies
 from transforms.detection_config import DetectionConfig, load_detection_config
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping
 from schemas.alert import alert_to_json
-from schemas.dead_letter import dead_letter_to_json
+from schemas.dead_letter import DeadLetter, dead_letter_to_json
 from transforms.kafka_io import ReadEventsFromKafka, WriteJsonToKafka, is_kafka_url, parse_kafka_url
 from transforms.read_events import ParseEvents, ReadEvents
 from transforms.write_outputs import WriteAlerts, WriteDeadLetters
@@ -53,7 +53,10 @@ def build_detection(
     initial = read_baselines(pipeline, baselines_path) if baselines_path else None
     if is_kafka_url(input_pattern):
         events, dead_letters = _read_events(pipeline, input_pattern, mapping, kafka)
-        detected = events | "Detect" >> DetectAnomalies(config, initial, emit_baselines)
+        *detected, too_late = events | "Detect" >> DetectAnomalies(config, initial, emit_baselines, dead_letters=True)
+        detected = tuple(detected) if emit_baselines else detected[0]
+        # Events that came after their window closed (plus the allowed lateness) join the bad lines.
+        dead_letters = (dead_letters, too_late) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
     else:
         # A batch replay: lines are folded per account and window as they are read.
         events = None

@@ -3,7 +3,8 @@
 `replay()` sends JSON Lines events to a topic, each record keyed by its actor and timestamped
 with the event's own `ts` (Kafka CreateTime), so the pipeline's event time and watermark follow
 the events even when a past month is replayed. Lines that are not valid events are sent too (with
-the time of the previous event): the pipeline must dead-letter them, not the producer.
+the time of the event before them, or of the first one after them): the pipeline must dead-letter
+them, not the producer.
 
 `watch_alerts()` prints alerts from `PREFIX.alerts` as they arrive and measures, per alert, the
 time from the moment the event that closed its window was produced to the moment the alert is on
@@ -75,6 +76,33 @@ class ReplayLog:
         return self.sent_at[index] if index < len(self.sent_at) else None
 
 
+def timestamped(lines: Iterable[bytes]) -> Iterator[Tuple[bytes, Optional[int]]]:
+    """(line, CreateTime ms) in order: an event's own `ts`; a line without one (not an event) takes the
+    time of the event before it, or, at the start, of the first event after it.
+
+    Why never the producer's clock: the pipeline's watermark follows the newest CreateTime read
+    (deploy/kafka-read/), so one record stamped with today's date in a replay of a past month
+    moved event time to today, and every event after it was too late (dead-lettered `too_late`).
+    None only when no line at all is an event.
+    """
+    waiting: List[bytes] = []  # leading lines without a time, until the first event
+    last_ts: Optional[int] = None
+    for line in lines:
+        ts = event_time_ms(line)
+        if ts is None and last_ts is None:
+            waiting.append(line)
+            continue
+        if ts is None:
+            ts = last_ts
+        for early in waiting:
+            yield early, ts
+        waiting = []
+        last_ts = ts if last_ts is None else max(last_ts, ts)
+        yield line, ts
+    for early in waiting:
+        yield early, None
+
+
 def replay(bootstrap: str, topic: str, lines: Iterable[bytes], rate: float = 0.0,
            log: Optional[ReplayLog] = None, report_every_s: float = 0.0) -> Dict[str, float]:
     """Sends `lines` to `topic` at `rate` records/s (0: as fast as possible). Returns counts and the rate reached."""
@@ -85,17 +113,16 @@ def replay(bootstrap: str, topic: str, lines: Iterable[bytes], rate: float = 0.0
     sent = 0
     last_ts = 0
     last_report = started
-    for line in lines:
-        ts = event_time_ms(line)
-        ts = last_ts if ts is None else ts
-        last_ts = max(last_ts, ts)
+    for line, ts in timestamped(lines):
+        if ts is not None:
+            last_ts = max(last_ts, ts)
         if rate > 0:
             delay = started + sent / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-        producer.send(topic, key=_actor(line), value=line, timestamp_ms=ts or None)
+        producer.send(topic, key=_actor(line), value=line, timestamp_ms=ts)
         sent += 1
-        if log is not None:
+        if log is not None and ts is not None:
             log.add(ts, time.time())
         if report_every_s and time.monotonic() - last_report >= report_every_s:
             last_report = time.monotonic()

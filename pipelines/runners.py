@@ -30,6 +30,10 @@ PRISM_VERSION = "v2.77.0"
 # The SDK state cache is off at 0 on portable runners: every state read would be a round trip.
 DEFAULT_CACHE_MB = 128
 DEFAULT_CHECKPOINT_MS = 10_000
+# How long a streaming bundle stays open on Flink (Beam's default: 1,000 ms). A Python stage holds its
+# output watermark until its open bundle ends, and a stage with timers fires them in the next bundle,
+# so every stage on the way from Kafka to an alert adds up to a bundle or two of latency.
+DEFAULT_STREAM_BUNDLE_MS = 250
 
 from pipelines.options import FLINK_RUNNER  # noqa: E402  (the alias `--runner FlinkRunner` resolves to)
 
@@ -159,6 +163,7 @@ def flink_args(
     cache_mb: int = DEFAULT_CACHE_MB,
     restarts: Optional[int] = None,
     finish_bundle_before_checkpointing: bool = True,
+    bundle_ms: int = DEFAULT_STREAM_BUNDLE_MS,
 ) -> List[str]:
     """Options for the Flink runner.
 
@@ -175,6 +180,7 @@ def flink_args(
     the checkpoint, but lets the watermark through at once: those outputs then reach the next shuffle
     behind the watermark, as late data (half of the windows of a replay came out as late panes). With
     it, the bundle is finished before the checkpoint barrier, its outputs ahead of the watermark.
+    `bundle_ms` (streaming): how long a bundle stays open at most (DEFAULT_STREAM_BUNDLE_MS says why).
     """
     args = [
         f"--runner={FLINK_RUNNER}",
@@ -191,6 +197,7 @@ def flink_args(
         args += ["--streaming", f"--checkpointing_interval={checkpointing_interval_ms}"]
         if finish_bundle_before_checkpointing:
             args.append("--finish_bundle_before_checkpointing")
+        args.append(f"--max_bundle_time_mills={bundle_ms}")  # Java's FlinkPipelineOptions.maxBundleTimeMills
     if restarts is not None:
         args += [f"--number_of_execution_retries={restarts}", "--execution_retry_delay=1000"]
     return args

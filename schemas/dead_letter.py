@@ -21,8 +21,10 @@ MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 OUT_OF_RANGE = "out_of_range"
 BAD_TIMESTAMP = "bad_timestamp"
-# Not a line's fault: the rest of a file that could not be read (a corrupt or truncated .gz).
+# Not a line's fault: the rest of a file that could not be read (a corrupt or truncated .gz), or
+# a streamed event behind the watermark by more than the allowed lateness (its window was closed).
 UNREADABLE_FILE = "unreadable_file"
+TOO_LATE = "too_late"
 
 # What a line itself can be refused for (transforms/event_parsing.py).
 LINE_REASONS = (
@@ -36,7 +38,7 @@ LINE_REASONS = (
     OUT_OF_RANGE,
     BAD_TIMESTAMP,
 )
-REASONS = LINE_REASONS + (UNREADABLE_FILE,)
+REASONS = LINE_REASONS + (UNREADABLE_FILE, TOO_LATE)
 
 
 class DeadLetter(NamedTuple):

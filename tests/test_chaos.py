@@ -5,8 +5,8 @@ simulated reference (seed 11, 6 days, 40 accounts) and is checked by `pipelines.
 every line accepted or dead-lettered exactly once with the reason the generator predicted,
 counters that agree with the files written, and the reference's alerts with their alert_ids.
 Around them: the generator's promises checked against the parser, the checker shown to fail,
-the file readers at every range size, a few fuzzed small inputs end to end, and two strict
-xfails documenting what streaming still loses (late data) or counts twice (late redelivery).
+the file readers at every range size, a few fuzzed small inputs end to end, and streaming's
+late data (dead-lettered too_late past the allowed lateness) and late redeliveries (counted once).
 """
 
 import gzip
@@ -366,17 +366,20 @@ def test_fuzzed_small_inputs_are_accounted_for_line_by_line(files):
     assert run.dead_letters == expected_dead
 
 
-# -- streaming: what the windowing does with late and redelivered events (TestStream, kept tiny).
-# Both tests fail today and are marked xfail(strict): the fixes belong to the windowing rework
-# (transforms/account_windows.py); the plan is in the issue 7 report. When a fix lands, the test
-# turns XPASS, which fails the suite until its marker is removed.
+# -- streaming: late and redelivered events (TestStream, kept tiny): transforms/stream_fold.py
 
 _FOLDED = []
+_LETTERS = []
 
 
 class _Collect(beam.DoFn):
     def process(self, element):
         _FOLDED.append(element[1])
+
+
+class _CollectLetters(beam.DoFn):
+    def process(self, letter):
+        _LETTERS.append(letter)
 
 
 def _consults(actor, start_ms, n):
@@ -389,46 +392,59 @@ def _consults(actor, start_ms, n):
             for i in range(n)]
 
 
-def _fold_stream(stream):
-    """The AccountActivity panes SummariseAccountWindows(5 min, 60 min lateness) makes of a TestStream."""
+def _streaming_options():
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-    from schemas.event import AccessEvent
-    from transforms import account_windows
 
     options = PipelineOptions()
     options.view_as(StandardOptions).streaming = True
+    return options
+
+
+def _fold_stream(stream):
+    """The AccountActivity panes and too-late dead letters FoldAccountStream(5 min, 60 min lateness) makes."""
+    from schemas.event import AccessEvent
+    from transforms.account_windows import KeyByActor
+    from transforms.stream_fold import FoldAccountStream
+
     _FOLDED.clear()
-    with beam.Pipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
+    _LETTERS.clear()
+    with beam.Pipeline(runner="BundleBasedDirectRunner", options=_streaming_options()) as pipeline:
         events = pipeline | stream.with_output_types(AccessEvent)
-        keyed = events | account_windows.KeyByActor() if hasattr(account_windows, "KeyByActor") else events
-        _ = keyed | account_windows.SummariseAccountWindows(5, 60) | beam.ParDo(_Collect())
-    return list(_FOLDED)
+        activities, too_late = events | KeyByActor() | FoldAccountStream(5, 60)
+        _ = activities | beam.ParDo(_Collect())
+        _ = too_late | beam.ParDo(_CollectLetters())
+    return list(_FOLDED), list(_LETTERS)
 
 
 T_STREAM = MONDAY_MS + 10 * 60 * MS_PER_MINUTE  # Monday 10:00 UTC, a window start
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="events later than allowed_lateness are dropped by Beam's windowing, silently "
-                          "(apache_beam/transforms/trigger.py skips expired windows, no counter); issue 7 "
-                          "plans a `too_late` dead letter: when it lands, count those dead letters here")
-def test_events_beyond_the_allowed_lateness_are_folded_or_dead_lettered_never_dropped():
+def test_events_beyond_the_allowed_lateness_are_dead_lettered_too_late_never_dropped():
     from apache_beam.testing import test_stream
 
     on_time, too_late = _consults("acct-1", T_STREAM, 20), _consults("acct-2", T_STREAM, 30)
-    panes = _fold_stream(
+    # acct-1 again, 30 minutes late for [10:00, 10:05): within the lateness, a late pane.
+    late = _consults("acct-1", T_STREAM + 60 * 1000, 5)
+    late = [type(tv)(tv.value._replace(event_id=f"late-{i}"), tv.timestamp) for i, tv in enumerate(late)]
+    panes, letters = _fold_stream(
         test_stream.TestStream()
         .advance_watermark_to(T_STREAM / 1000)
         .add_elements(on_time)
+        .advance_watermark_to((T_STREAM + 35 * MS_PER_MINUTE) / 1000)
+        .add_elements(late)
         # Three hours later: window [10:00, 10:05) closed at 10:05 + 60 min of allowed lateness.
         .advance_watermark_to((T_STREAM + 180 * MS_PER_MINUTE) / 1000)
         .add_elements(too_late)
         .advance_watermark_to_infinity()
     )
+    by_pane = sorted((a.actor, a.late, a.events, a.duplicates) for a in panes)
+    assert by_pane == [("acct-1", False, 20, 0), ("acct-1", True, 5, 0)]
+    assert sorted(letter.reason for letter in letters) == ["too_late"] * len(too_late)
+    # Each dead letter carries its event back as a contract line.
+    lines = sorted(orjson.loads(letter.line)["event_id"] for letter in letters)
+    assert lines == sorted(tv.value.event_id for tv in too_late)
     folded = sum(activity.events + activity.duplicates for activity in panes)
-    dead_lettered_too_late = 0  # no such output yet
-    assert folded + dead_lettered_too_late == len(on_time) + len(too_late)
+    assert folded + len(letters) == len(on_time) + len(late) + len(too_late)
 
 
 _ALERTS = []
@@ -439,12 +455,7 @@ class _CollectAlerts(beam.DoFn):
         _ALERTS.append((alert.actor, alert.status, alert.observed, alert.severity))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="dedup by event_id lives in one pane's accumulator (DISCARDING mode): a copy "
-                          "redelivered after the on-time pane fired, within the allowed lateness, comes back "
-                          "as a late pane and is counted a second time")
-def test_a_burst_redelivered_after_its_window_fired_is_not_counted_twice():
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+def test_a_burst_redelivered_after_its_window_fired_is_counted_once_and_alerts_do_not_change():
     from apache_beam.testing import test_stream
 
     from schemas.event import AccessEvent
@@ -452,19 +463,84 @@ def test_a_burst_redelivered_after_its_window_fired_is_not_counted_twice():
     from transforms.detection_config import DetectionConfig
 
     burst = _consults("acct-1", T_STREAM, 300)  # 300 records in one 5-minute window: an alert, under 500 records
-    stream = (
+
+    def stream(redelivered):
+        stream = test_stream.TestStream().advance_watermark_to(T_STREAM / 1000).add_elements(burst)
+        if redelivered:
+            # 20 minutes later (within the 60 minutes of lateness) a shipper retries: the same events again.
+            stream = stream.advance_watermark_to((T_STREAM + 20 * MS_PER_MINUTE) / 1000).add_elements(burst)
+        return stream.advance_watermark_to_infinity()
+
+    alerts = []
+    for redelivered in (False, True):
+        _ALERTS.clear()
+        with beam.Pipeline(runner="BundleBasedDirectRunner", options=_streaming_options()) as pipeline:
+            _ = (pipeline | stream(redelivered).with_output_types(AccessEvent)
+                 | DetectAnomalies(DetectionConfig()) | beam.ParDo(_CollectAlerts()))
+        alerts.append(sorted(_ALERTS))
+    assert alerts[0] == alerts[1], alerts
+    assert len(alerts[1]) == 1 and alerts[1][0][:3] == ("acct-1", "new", 300), alerts
+    # And at the fold: one pane of 300, the 300 copies counted as duplicates only (no pane re-scores the window).
+    panes, letters = _fold_stream(stream(redelivered=True))
+    assert [(a.events, a.duplicates, a.late) for a in panes] == [(300, 0, False)] and letters == []
+
+
+def test_events_without_event_id_are_matched_by_content_each_copy_counted():
+    from apache_beam.testing import test_stream
+    from apache_beam.transforms.window import TimestampedValue
+
+    def anonymous(actor, ts_ms):
+        return TimestampedValue(_consults(actor, ts_ms, 1)[0].value._replace(event_id=None), ts_ms / 1000)
+
+    panes, letters = _fold_stream(
         test_stream.TestStream()
         .advance_watermark_to(T_STREAM / 1000)
-        .add_elements(burst)
-        # 20 minutes later (within the 60 minutes of lateness) a shipper retries: the same events again.
-        .advance_watermark_to((T_STREAM + 20 * MS_PER_MINUTE) / 1000)
-        .add_elements(burst)
+        # No event_id: nothing tells two copies apart, so both count (as in a batch).
+        .add_elements([anonymous("acct-1", T_STREAM), anonymous("acct-1", T_STREAM)])
+        .advance_watermark_to((T_STREAM + 180 * MS_PER_MINUTE) / 1000)
+        .add_elements([anonymous("acct-1", T_STREAM + 1000)])
         .advance_watermark_to_infinity()
     )
-    options = PipelineOptions()
-    options.view_as(StandardOptions).streaming = True
-    _ALERTS.clear()
-    with beam.Pipeline(runner="BundleBasedDirectRunner", options=options) as pipeline:
-        _ = (pipeline | stream.with_output_types(AccessEvent) | DetectAnomalies(DetectionConfig())
-             | beam.ParDo(_CollectAlerts()))
-    assert len(_ALERTS) == 1 and _ALERTS[0][:3] == ("acct-1", "new", 300), _ALERTS
+    assert [(a.events, a.duplicates) for a in panes] == [(2, 0)]
+    assert [letter.reason for letter in letters] == ["too_late"]
+
+
+def test_empty_receipt_panes_are_dropped_before_the_fold():
+    """On Flink, Java's ReduceFnRunner closes every window with an empty pane (the Python SDK asks for
+    EMIT_ALWAYS); Python's runners never make one, so the filter is checked on the DoFn itself."""
+    from apache_beam.transforms.window import IntervalWindow
+    from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
+
+    from transforms.stream_fold import _RECEIPTS_TAG, _ToReceipt
+
+    window = IntervalWindow(T_STREAM / 1000, (T_STREAM + 5 * MS_PER_MINUTE) / 1000)
+    closing = PaneInfo(is_first=False, is_last=True, timing=PaneInfoTiming.LATE, index=1, nonspeculative_index=1)
+    on_time = PaneInfo(is_first=True, is_last=False, timing=PaneInfoTiming.ON_TIME, index=0, nonspeculative_index=0)
+    receipts = _ToReceipt()
+    assert list(receipts.process((3, {}), win=window, pane=closing)) == []
+    assert list(receipts.process((3, {}), win=window, pane=on_time)) == []
+    ids = {("acct-1", "e-1"): 1}
+    assert list(receipts.process((3, ids), win=window, pane=closing)) == [(3, (_RECEIPTS_TAG, (T_STREAM, True, ids)))]
+
+
+def test_accounts_sharing_a_fold_key_keep_their_own_panes_lateness_and_ids():
+    """acct-1 and acct-16 land on one key of the fold (transforms/stream_fold.shard_of): one on time,
+    the other only late in the same window, both using the same event_ids."""
+    from apache_beam.testing import test_stream
+
+    from transforms.stream_fold import shard_of
+
+    assert shard_of("acct-1") == shard_of("acct-16")
+    late = [type(tv)(tv.value._replace(event_id=f"acct-1-{i}"), tv.timestamp)
+            for i, tv in enumerate(_consults("acct-16", T_STREAM + 1000, 4))]
+    panes, letters = _fold_stream(
+        test_stream.TestStream()
+        .advance_watermark_to(T_STREAM / 1000)
+        .add_elements(_consults("acct-1", T_STREAM, 6))
+        .advance_watermark_to((T_STREAM + 20 * MS_PER_MINUTE) / 1000)
+        .add_elements(late)
+        .advance_watermark_to_infinity()
+    )
+    assert sorted((a.actor, a.late, a.events, a.duplicates) for a in panes) == [
+        ("acct-1", False, 6, 0), ("acct-16", True, 4, 0)]
+    assert letters == []

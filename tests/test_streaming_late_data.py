@@ -62,20 +62,3 @@ def test_on_time_and_late_bursts_both_alert_and_alerts_follow_the_watermark():
             ),
         )
 
-
-def test_the_empty_panes_flink_closes_windows_with_are_not_scored():
-    """On Flink, Java's grouping ends every window with an empty pane (the Python SDK asks for EMIT_ALWAYS);
-    Python's runners never make one, so the filter is checked on the DoFn itself."""
-    from apache_beam.transforms.window import IntervalWindow
-    from apache_beam.utils.windowed_value import PaneInfo, PaneInfoTiming
-
-    from transforms.account_windows import ActivityFold, _ToActivity
-
-    window = IntervalWindow(T0 / 1000, (T0 + CONFIG.window_ms) / 1000)
-    closing = PaneInfo(is_first=False, is_last=True, timing=PaneInfoTiming.LATE, index=1, nonspeculative_index=1)
-    to_activity = _ToActivity()
-    assert list(to_activity.process(("acct-1", ActivityFold()), win=window, pane=closing)) == []
-    late = ActivityFold()
-    late.add_event(consults("acct-1", T0, 1)[0].value)
-    [(actor, activity)] = to_activity.process(("acct-1", late), win=window, pane=closing)
-    assert (actor, activity.events, activity.late, activity.window_start_ms) == ("acct-1", 1, True, T0)

@@ -2,9 +2,9 @@
 
 `ActivityFold` is the running summary of one account's events in one window.
 Folds are built as close to the input as possible — per file range in batch
-(transforms/batch_ingest.py), per bundle by the runner's combiner lifting in a
-stream — so what crosses the shuffle is one small fold per account and window,
-not every event.
+(transforms/batch_ingest.py) — so what crosses the shuffle is one small fold per
+account and window, not every event. A stream is folded per account in
+transforms/stream_fold.py.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from __future__ import annotations
 from typing import Dict, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.transforms import trigger, window
-from apache_beam.utils.timestamp import Duration
-from apache_beam.utils.windowed_value import PaneInfoTiming
 
 from schemas.activity import AccountActivity
 from schemas.event import ACCOUNT_CREATE, CONSULT, EXPORT, SEARCH, AccessEvent
@@ -65,6 +62,18 @@ class ActivityFold:
 
     def __setstate__(self, state):
         self.sums, self.by_id, self.created, self.records, self.org, self.actor_type = state
+
+    @property
+    def events(self) -> int:
+        return self.sums[_EVENTS]
+
+    @property
+    def duplicates(self) -> int:
+        return self.sums[_DUPLICATES]
+
+    def add_duplicates(self, n: int) -> None:
+        """Copies of events counted elsewhere (an earlier pane of the window): counted as duplicates only."""
+        self.sums[_DUPLICATES] += n
 
     def _count(self, contribution: _Contribution, sign: int = 1) -> None:
         sums = self.sums
@@ -169,67 +178,29 @@ class AccountActivityFn(beam.CombineFn):
         return acc
 
 
-class _ToActivity(beam.DoFn):
-    """Names the window and pane of each fold, and leaves the windowed world; empty panes are dropped.
-
-    Per-account state downstream lives in the global window: it spans all
-    windows of the account, which is the point of learning a baseline.
-
-    Why empty panes come at all: the Python SDK writes every windowing strategy
-    with closing behaviour EMIT_ALWAYS and on-time behaviour FIRE_ALWAYS
-    (apache_beam/transforms/core.py; EMIT_IF_NONEMPTY is a TODO there). Python's
-    runners ignore both; the Java grouping that runs on Flink honours them:
-    every window ends with an extra, empty pane when it expires (LATE), or, when
-    one watermark step passes both its end and its expiry, a second empty
-    ON_TIME pane. On a session cluster (make demo-flink, 4 days x 30 accounts)
-    that made 7,182 panes of 3,591 account-windows, every LATE one empty, each
-    scored as a window: the demo's "late panes".
-    """
-
-    def process(self, element, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
-        actor, fold = element
-        if not fold.sums[_EVENTS] and not fold.sums[_DUPLICATES]:
-            return
-        late = pane.timing == PaneInfoTiming.LATE
-        yield actor, fold.to_activity(actor, win.start.micros // 1000, win.end.micros // 1000, late)
-
-
 class SummariseAccountWindows(beam.PTransform):
-    """(actor, AccessEvent or ActivityFold), timestamped -> (actor, AccountActivity), one per account and window.
+    """(actor, AccessEvent or ActivityFold), timestamped, bounded -> (actor, AccountActivity), one per account and window.
 
-    Late input within `allowed_lateness_minutes` produces an extra, late pane
-    holding only itself (discarding mode), flagged `late=True`.
+    A batch has no late data: the window goes into the key and the runner
+    groups globally, without the per-window trigger bookkeeping that dominated
+    replay time. A stream is folded by `transforms/stream_fold.py` instead,
+    which counts each event once across late panes and dead-letters what comes
+    too late.
     """
 
     def __init__(self, window_minutes: int, allowed_lateness_minutes: int):
         super().__init__()
-        self._window_seconds = window_minutes * 60
-        self._allowed_lateness = Duration(seconds=allowed_lateness_minutes * 60)
+        self._window_ms = window_minutes * 60_000
 
     def expand(self, keyed):
-        if keyed.is_bounded:
-            # A batch has no late data: the window goes into the key and the runner
-            # groups globally, without the per-window trigger bookkeeping that
-            # dominated replay time.
-            return (
-                keyed
-                | "KeyByWindow" >> beam.ParDo(_KeyByWindow(self._window_seconds * 1000))
-                | "Fold" >> beam.CombinePerKey(AccountActivityFn())
-                | "ToActivity" >> beam.MapTuple(_activity_of_keyed_window, window_ms=self._window_seconds * 1000)
-                .with_output_types(beam.typehints.KV[str, AccountActivity])
-            )
+        if not keyed.is_bounded:
+            raise ValueError("SummariseAccountWindows folds bounded input; a stream goes through FoldAccountStream")
         return (
             keyed
-            | "Window"
-            >> beam.WindowInto(
-                window.FixedWindows(self._window_seconds),
-                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-                allowed_lateness=self._allowed_lateness,
-            )
+            | "KeyByWindow" >> beam.ParDo(_KeyByWindow(self._window_ms))
             | "Fold" >> beam.CombinePerKey(AccountActivityFn())
-            | "ToActivity" >> beam.ParDo(_ToActivity()).with_output_types(beam.typehints.KV[str, AccountActivity])
-            | "GlobalWindow" >> beam.WindowInto(window.GlobalWindows())
+            | "ToActivity" >> beam.MapTuple(_activity_of_keyed_window, window_ms=self._window_ms)
+            .with_output_types(beam.typehints.KV[str, AccountActivity])
         )
 
 

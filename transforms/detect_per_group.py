@@ -92,8 +92,14 @@ class _DetectionFn(beam.DoFn):
 class DetectPerGroupFn(_DetectionFn):
     """Keyed by organisation. Buffers windows until the watermark passes them, then scores them in order.
 
-    The flush timer always points at the latest window end seen, so it fires
-    as each window closes. (A bounded input takes DetectPerGroupInBatchFn.)
+    One flush timer per window end, tagged with it: each fires as the
+    watermark passes that end and scores the windows buffered up to there.
+    Why not one timer moved to the latest window end seen: when the next
+    window's activities reach this DoFn before the watermark passes the
+    current end (as they do behind a stateful fold on Flink, which emits a
+    window's panes from timers within the bundle that moves its watermark
+    there), that single timer is pushed forward again and again and never
+    fires. (A bounded input takes DetectPerGroupInBatchFn.)
     """
 
     PENDING = BagStateSpec("pending", beam.coders.registry.get_coder(AccountActivity))
@@ -117,19 +123,29 @@ class DetectPerGroupFn(_DetectionFn):
             # (Here, not in the timer: timer callbacks get no side inputs.)
             state.write(GroupModel(key, self._config, baselines=baselines[key]).state())
         pending.add(activity)
-        latest = max(seen or 0, activity.window_end_ms)
-        horizon.write(latest)
-        flush.set(Timestamp(micros=latest * 1000))
+        end = activity.window_end_ms
+        if seen is None or end > seen:
+            horizon.write(end)
+        # Setting it again for another window of the same end changes nothing.
+        flush.set(Timestamp(micros=end * 1000), dynamic_timer_tag=str(end))
 
     @on_timer(FLUSH)
     def flush(
         self,
         key=beam.DoFn.KeyParam,
+        fired_at=beam.DoFn.TimestampParam,
         pending=beam.DoFn.StateParam(PENDING),
         state=beam.DoFn.StateParam(STATE),
     ):
-        activities = list(pending.read())
+        due_ms = fired_at.micros // 1000
+        activities, later = [], []
+        for activity in pending.read():
+            (activities if activity.window_end_ms <= due_ms else later).append(activity)
+        if not activities:
+            return  # scored by an earlier flush (timers of earlier ends fired after a later one's)
         pending.clear()
+        for activity in later:
+            pending.add(activity)
         stored: Optional[GroupState] = state.read()
         known = 0 if stored is None else len(stored.accounts)
         model = GroupModel(key, self._config, stored)
