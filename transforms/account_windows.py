@@ -188,7 +188,7 @@ class SummariseAccountWindows(beam.PTransform):
     too late.
     """
 
-    def __init__(self, window_minutes: int, allowed_lateness_minutes: int):
+    def __init__(self, window_minutes: int):
         super().__init__()
         self._window_ms = window_minutes * 60_000
 

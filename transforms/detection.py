@@ -43,8 +43,7 @@ class DetectAnomalies(beam.PTransform):
         else:
             keyed = events | "KeyByActor" >> KeyByActor()
             if keyed.is_bounded:
-                activities = keyed | "SummariseWindows" >> SummariseAccountWindows(
-                    config.window_minutes, config.allowed_lateness_minutes)
+                activities = keyed | "SummariseWindows" >> SummariseAccountWindows(config.window_minutes)
             else:
                 activities, too_late = keyed | "FoldStream" >> FoldAccountStream(
                     config.window_minutes, config.allowed_lateness_minutes)
