@@ -78,6 +78,9 @@ def _parser() -> _Parser:
                         help="before the job, wait up to this long for a first scrape so a scraper sees it from zero")
     detect.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress on stderr: lines, rate, event time (default: only on a terminal)")
+    detect.add_argument("--workers", type=_positive_int, default=None,
+                        help="local runner: worker processes (default: one per core for inputs of 64 MiB and "
+                             "more; 1 runs in this process)")
 
     train = commands.add_parser("train", help="learn baselines from history in batch (Parquet)")
     train.add_argument("--input", required=True, help="history: a path or glob of JSON Lines events, plain or .gz")
@@ -86,6 +89,8 @@ def _parser() -> _Parser:
     train.add_argument("--config", help="TOML file of detector settings (see deploy/detection.toml)")
     train.add_argument("--field-mapping", help="JSON file mapping ECS paths to contract fields")
     train.add_argument("--baselines", help="earlier baselines to continue learning from")
+    train.add_argument("--workers", type=_positive_int, default=None,
+                       help="local runner: worker processes (default: one per core for inputs of 64 MiB and more)")
 
     simulate = commands.add_parser("simulate", help="write realistic partner traffic with labelled incidents")
     simulate.add_argument("--output", required=True, help="directory for events.jsonl and labels.json")
@@ -160,10 +165,15 @@ def _counter_totals(result) -> dict:
 
 
 def _pipeline_options(args, beam_args: List[str]):
-    """The pipeline options `detect` and `train` share: runner, input, output, settings, baselines."""
-    from pipelines.options import GuetteurOptions, resolve_runner
+    """The pipeline options `detect` and `train` share: runner, input, output, settings, baselines, workers."""
+    from pipelines.local_workers import local_worker_args
+    from pipelines.options import LOCAL_RUNNER, GuetteurOptions, resolve_runner
 
+    local_files = resolve_runner(args.runner) == LOCAL_RUNNER and not args.input.startswith("kafka://")
+    if args.workers is not None and not local_files:
+        raise UsageError("--workers is for the local runner reading files (other runners size their own workers)")
     return GuetteurOptions([
+        *(local_worker_args(args.input, args.workers, beam_args) if local_files else []),
         f"--runner={resolve_runner(args.runner)}",
         f"--input={args.input}",
         f"--output={args.output}",

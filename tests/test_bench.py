@@ -1,6 +1,10 @@
 """`make bench` plumbing on a tiny input: counting, account spreading, table and report. Never speed."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 from pipelines import bench
 
@@ -83,15 +87,46 @@ def test_main_writes_report_with_a_stub_detect(tmp_path, monkeypatch):
                        "--events-factors", "1,2", "--accounts-factors", "1,10"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [row["row"] for row in report["rows"]] == ["events x1", "events x2", "accounts x1", "accounts x10",
-                                                      "x1 2 workers"]
-    workers_row = report["rows"][-1]
-    assert workers_row["workers"] == 2 and workers_row["detect_events_per_s"] == 2 * report["rows"][0]["detect_events_per_s"]
-    assert report["verdict"]["ratio_x1_workers"] == workers_row["ratio"]
+                                                      "x1 one process"]
+    one_process = report["rows"][-1]
+    assert one_process["workers"] == 1 and report["rows"][0]["workers"] == 2
+    assert report["rows"][0]["detect_events_per_s"] == 2 * one_process["detect_events_per_s"]
+    assert report["verdict"]["ratio_x1_one_process"] == one_process["ratio"]
+    assert report["verdict"]["workers_x1"] == 2
     assert report["rows"][0]["ratio"] == report["rows"][0]["detect_events_per_s"] / report["rows"][0]["plain_events_per_s"]
-    assert report["rows"][0]["detect_events_per_s"] == 2.0
+    assert report["rows"][0]["detect_events_per_s"] == 4.0
     assert report["state_per_account"] is None
     assert report["rows"][1]["events"] == 2 * report["rows"][0]["events"]  # a shifted copy, nothing merged
     assert report["rows"][1]["account_windows"] == 2 * report["rows"][0]["account_windows"]
+
+
+def test_without_workers_each_row_runs_as_detect_would_pick(tmp_path, monkeypatch):
+    events = _write(tmp_path)
+    monkeypatch.setattr(bench, "simulate", lambda work, guetteur, seed, days, actors: events)
+    asked = []
+    monkeypatch.setattr(bench, "run_detect", lambda guetteur, path, output, workers=1: asked.append(workers) or {
+        "seconds": 1.0, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
+    monkeypatch.delenv("BENCH_WORKERS", raising=False)
+    assert bench.main(["--output", str(tmp_path / "bench"), "--scale", "tiny", "--no-train",
+                       "--events-factors", "1", "--accounts-factors", "1"]) == 0
+    assert asked == [1]  # a tiny file: in one process, and no separate one-process row
+
+
+def test_tree_rss_adds_up_the_worker_processes(tmp_path):
+    # A parent holding little, with two workers holding 60 MB each: the tree holds their sum.
+    child = tmp_path / "child.py"
+    child.write_text("import sys, time\nheld = b'x' * (60 << 20)\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    parent = tmp_path / "parent.py"
+    parent.write_text("import subprocess, sys\n"
+                      f"workers = [subprocess.Popen([sys.executable, {str(child)!r}]) for _ in range(2)]\n"
+                      "for worker in workers:\n    worker.wait()\n")
+    process = subprocess.Popen([sys.executable, str(parent)], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert [process.stdout.readline() for _ in range(2)] == [b"ready\n"] * 2
+        assert bench._tree_rss_kb(process.pid) > 120 * 1024
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def test_shifted_copies_move_dates_and_keep_bad_dates(tmp_path):

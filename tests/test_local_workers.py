@@ -1,0 +1,32 @@
+"""How many worker processes `guetteur detect` gives the local runner by default."""
+
+import gzip
+
+from pipelines.local_workers import default_workers, input_ranges, local_worker_args
+from transforms.batch_ingest import RANGE_BYTES
+
+
+def _sized(path, size):
+    with open(path, "wb") as handle:
+        handle.truncate(size)  # sparse: no need to write the bytes
+    return str(path)
+
+
+def test_ranges_follow_the_reader_s_cut(tmp_path):
+    _sized(tmp_path / "a.jsonl", 2 * RANGE_BYTES + 1)  # three ranges
+    _sized(tmp_path / "b.jsonl", 10)  # one
+    with gzip.open(tmp_path / "c.jsonl.gz", "wb") as handle:  # one, whatever its size: it cannot be split
+        handle.write(b"{}\n" * 10)
+    assert input_ranges(str(tmp_path / "*")) == 5
+
+
+def test_one_worker_per_core_for_a_large_input_and_none_for_a_small_one(tmp_path):
+    small = _sized(tmp_path / "small.jsonl", RANGE_BYTES)
+    large = _sized(tmp_path / "large.jsonl", 8 * RANGE_BYTES)
+    assert default_workers(small, cores=2) == 1
+    assert default_workers(large, cores=2) == 2
+    assert default_workers(large, cores=16) == 8  # no more workers than ranges
+    assert local_worker_args(small, None, []) == []
+    assert local_worker_args(large, 2, []) == ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    # Beam's own options, when given, are the user's choice.
+    assert local_worker_args(large, None, ["--direct_num_workers=3"]) == []
