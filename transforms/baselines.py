@@ -117,15 +117,17 @@ def expectation(
     else:
         source = f"{OWN_HISTORY}+{fallback_source}"
     threshold = threshold_of(value, floor, multiplier, factor, factor if floor_factor is None else floor_factor)
+    # Floats throughout, as the Row coder carries them: a peak learned from a count may still be an int,
+    # and an alert must read the same whether or not it crossed a process boundary on its way out.
     return Expectation(
-        value=round(value, 2),
+        value=round(float(value), 2),
         unit=unit,
         source=source,
-        own=None if own is None else round(own, 2),
-        peers=None if peers is None else round(peers, 2),
-        role=prior,
+        own=None if own is None else round(float(own), 2),
+        peers=None if peers is None else round(float(peers), 2),
+        role=None if prior is None else float(prior),
         history_days=model.history_days,
-        threshold=threshold,
+        threshold=float(threshold),
         adjustments=list(adjustments),
     )
 
