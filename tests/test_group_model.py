@@ -280,10 +280,8 @@ def test_a_young_account_reading_a_few_strangers_files_an_hour_for_hours_alerts(
     assert alerts[0].expected.history_days == 3
 
 
-def test_the_screen_of_consultation_volume_lets_through_every_window_the_full_assessment_finds(monkeypatch):
-    # The screen repeats the full assessment's arithmetic for speed: the two must never disagree.
-    from transforms import consultation_volume, group_model
-
+def _mixed_windows():
+    """Trusted accounts at four paces, two late starters leaning on their peers, random bursts, a trickle."""
     rnd = random.Random(7)
     windows = []
     for n, pace in enumerate((3, 6, 12, 25)):
@@ -297,6 +295,13 @@ def test_the_screen_of_consultation_volume_lets_through_every_window_the_full_as
         windows.append(window(actor, at, len(strangers) or rnd.randint(1, 90), records_ids=strangers or None))
     for i in range(48):  # a trickle of strangers' files, which only the 3-hour novelty sum catches
         windows.append(window("acct-young", day(9, 8) + i * WINDOW, 4, records_ids=[f"y-{i}-{j}" for j in range(4)]))
+    return windows
+
+
+def test_the_screen_of_consultation_volume_lets_through_every_window_the_full_assessment_finds(monkeypatch):
+    # The screen repeats the full assessment's arithmetic for speed: the two must never disagree.
+    from transforms import consultation_volume, group_model
+
     compared = []
 
     def both(context, volumes, novel_1h):
@@ -306,6 +311,123 @@ def test_the_screen_of_consultation_volume_lets_through_every_window_the_full_as
         return full
 
     monkeypatch.setattr(group_model, "assess_consultation", both)
-    run(windows)
+    monkeypatch.setattr(consultation_volume.QuietBounds, "hold", lambda self, *measures: False)
+    run(_mixed_windows())
     assert sum(1 for _, full in compared if full is not None) > 20
     assert [s for s, f in compared if s != f] == []
+
+
+def test_the_quiet_bounds_sit_under_the_lowest_threshold_any_context_gives():
+    # The most lenient contexts there are: a trusted account that learned nothing (every level 0), in an
+    # organisation that is not busier, at an hour it never works (floors halved) or at one it does.
+    # However a total is spread over its day, a window the bounds call quiet must cross nothing — and
+    # each measure, just past its bound, must cross (so a bound set too high shows here).
+    from schemas.baseline import WindowPoint
+    from transforms.account_model import NOVEL, RECORDS, AccountModel
+    from transforms.consultation_volume import QuietBounds, assess_consultation
+    from transforms.group_model import ScoringContext
+    from transforms.peer_groups import PeerGroup
+
+    bounds = QuietBounds(CONFIG)
+    scored_at = day(8, hour=3)
+    first_crossing = {}
+    # (windows the total is spread over, windows between them and the one scored), all within its day
+    for spread, gap in ((1, 0), (3, 0), (12, 0), (24, 12), (72, 0), (287, 0)):
+        for night in (True, False):
+            for novel_share in (0.0, 1.0):
+                for total in range(1, 1500, 3):
+                    model = AccountModel("acct-q", "org-q", "advisor")
+                    model.active_days = 10
+                    model.hours_seen = 0 if night else (1 << 48) - 1
+                    for i in range(spread):
+                        records = total // spread + (1 if i < total % spread else 0)
+                        start = scored_at - (gap + spread - i) * WINDOW
+                        model.add_point(WindowPoint(start, records, round(records * novel_share), 0, 0), scored_at)
+                    model.add_point(WindowPoint(scored_at, 0, 0, 0, 0), scored_at + WINDOW)  # the window scored
+                    if spread == 1 and gap == 0:  # ... or the whole total in it
+                        model.recent.clear()
+                        model.day_sums = [0, 0, 0, 0]
+                        model.add_point(WindowPoint(scored_at, total, round(total * novel_share), 0, 0),
+                                        scored_at + WINDOW)
+                    peers = PeerGroup({"acct-q": model}, CONFIG)
+                    context = ScoringContext(CONFIG, model, peers, scored_at, scored_at + WINDOW)
+                    assert context.adjustments == (["off_hours"] if night else [])
+                    hour = model.hour_sums(scored_at + WINDOW)
+                    volumes = {"5m": model.recent[-1].records, "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
+                    finding = assess_consultation(context, volumes, hour[NOVEL])
+                    quiet = bounds.hold(volumes, hour[NOVEL], model.day_sums[NOVEL], night)
+                    assert not (quiet and finding), (spread, gap, night, novel_share, total, finding)
+                    if finding is not None:
+                        first_crossing.setdefault((spread, gap, night, novel_share), (total, finding.measure))
+                        break
+    # Each measure crosses first in some spread, not far past the lowest threshold it can have.
+    lowest = {"records_5m": 30, "records_1h": 90, "records_1d": 900, "off_hours_records_6h": 150,
+              "novel_records_15m": 10, "novel_records_1h": 20, "novel_records_3h": 45}
+    seen = {}
+    for (spread, gap, night, share), (total, measure) in first_crossing.items():
+        seen.setdefault(measure, []).append(total)
+    assert set(seen) == set(lowest)
+    for measure, totals in seen.items():
+        assert min(totals) < 1.5 * lowest[measure], (measure, totals)
+
+
+def test_windows_left_unscored_leave_every_later_window_judged_the_same(monkeypatch):
+    # A quiet window skips the thresholds but must still ask the organisation what scoring asks
+    # (its per-day caches and the hour's lift are filled by the first window that asks): every window
+    # scored must see the same context, and give the same alerts and learned state, as when all are.
+    from transforms import consultation_volume, group_model
+
+    names = [f"m{i}" for i in range(6)]
+    busy_day = [w for name in names for w in working_days(name, days=8, per_window=6, seed=3, first_day=10)]
+    # Day 18: a deadline for most, while "a-calm" (scored first at each window end) keeps its own pace,
+    # and a newcomer starts, leaning on its peers.
+    busy_day += [window(name, day(18, 9) + i * WINDOW, 40, records_ids=[f"{name}-rec-{r % 6}" for r in range(40)])
+                 for name in names for i in range(24)]
+    busy_day += working_days("a-calm", days=9, per_window=3, seed=4, first_day=10)
+    busy_day += working_days("n-new", days=1, per_window=30, seed=5, first_day=18)
+    windows = _mixed_windows() + [w._replace(org="org-a") for w in busy_day]
+    seen = {}
+    real_context = group_model.ScoringContext
+
+    def noting(config, model, peers, start, end):
+        context = real_context(config, model, peers, start, end)
+        seen[(model.actor, start)] = (context.factor, context.floor_factor, tuple(context.adjustments),
+                                      tuple(context.peer_peak(slot) for slot in range(3)))
+        return context
+
+    monkeypatch.setattr(group_model, "ScoringContext", noting)
+    quiet_model, quiet_alerts = run(windows)
+    quiet_seen, seen = seen, {}
+    monkeypatch.setattr(consultation_volume.QuietBounds, "hold", lambda self, *measures: False)
+    scored_model, scored_alerts = run(windows)
+    assert len(quiet_seen) < len(seen) / 2  # most windows were left unscored...
+    assert {key: seen[key] for key in quiet_seen} == quiet_seen  # ...and the others saw the same context
+    assert any("org_busy" in " ".join(adjustments) for _, _, adjustments, _ in quiet_seen.values())
+    assert len(scored_alerts) > 10
+    assert quiet_alerts == scored_alerts
+    assert quiet_model.state() == scored_model.state()
+
+
+def test_a_window_left_unscored_asks_the_organisation_what_a_scored_one_asks():
+    # What PeerGroup remembers after a window (its per-day caches, the hour's lift) is the same whether
+    # the window was scored in full or left quiet.
+    from transforms.consultation_volume import assess_consultation
+    from transforms.group_model import ScoringContext
+
+    history = [w for n in range(5) for w in working_days(f"m{n}", days=8, per_window=6, seed=n)]
+    history += working_days("young", days=1, per_window=4, first_day=7)
+    at = day(8, 10)
+    memories = []
+    for scored in (True, False):
+        model, _ = run(history)
+        peers, young = model.peers, model.accounts["young"]
+        young.add_point(young.recent[-1]._replace(start_ms=at), at + WINDOW)
+        if scored:
+            context = ScoringContext(CONFIG, young, peers, at, at + WINDOW)
+            assert assess_consultation(context, {"5m": 1, "1h": 1, "1d": 1}, None) is None
+        else:
+            peers.off_hours(young, at, at + WINDOW)
+            peers.asked_by(young, at + WINDOW)
+        memories.append((dict(peers._peaks), dict(peers._hours), peers._lift_at, sorted(peers._recent)))
+    assert memories[0][0] and memories[0][2][0] == at + WINDOW  # something was asked and remembered
+    assert memories[1] == memories[0]

@@ -90,6 +90,60 @@ def assess_consultation(context, volumes: dict, novel_1h: Optional[int]) -> Opti
     return None
 
 
+class QuietBounds:
+    """Levels under which no context can make a consultation measure cross, whatever the account learned.
+
+    A threshold is the larger of a floor and a learned level, both scaled by the context: the
+    organisation's lift only raises them, and at an hour the account never works its floors bend
+    down to floor / off_hours_floor_divisor at most (a day-long floor bends back up). So below 9/10
+    of the lowest floor — the margin `_crosses` skips its rounding on — a measure cannot cross, and a
+    window whose every measure is that low needs no threshold at all: nearly every window of a replay.
+    A level under 1 bounds nothing (None).
+    """
+
+    __slots__ = ("_by_day", "_at_night", "_night_6h")
+
+    def __init__(self, config: DetectionConfig):
+        volume = config.volume
+        self._by_day = self._levels(config, 1.0)
+        self._at_night = self._levels(config, min(1.0, 1.0 / volume.off_hours_floor_divisor))
+        self._night_6h = _lowest(volume.off_hours_floor_6h)
+
+    @staticmethod
+    def _levels(config: DetectionConfig, bend: float):
+        volume, novelty = config.volume, config.novelty
+        # A young account's novelty floor is raised ((2 - trust) >= 1), never lowered.
+        return (_lowest(volume.floor("5m") * bend), _lowest(volume.floor("1h") * bend), _lowest(volume.floor("1d")),
+                _lowest(novelty.floor("15m") * bend), _lowest(novelty.floor("1h") * bend),
+                _lowest(novelty.floor("3h") * bend))
+
+    def hold(self, volumes: dict, novel_1h: Optional[int], novel_1d: int, off_hours: bool) -> bool:
+        """True when no measure of this window can cross in any context (`assess_consultation` returns None).
+
+        `off_hours`: the window is at an hour the account never works (PeerGroup.off_hours).
+        """
+        records_5m, records_1h, records_1d, novel_15m, novel_hour, novel_3h = (
+            self._at_night if off_hours else self._by_day)
+        day = volumes["1d"]
+        if not (_under(volumes["5m"], records_5m) and _under(volumes["1h"], records_1h) and _under(day, records_1d)):
+            return False
+        # The records read at night over 6 hours are part of the day's, which bounds them.
+        if off_hours and not _under(day, self._night_6h):
+            return False
+        if novel_1h is None:
+            return True
+        # The last 15 minutes hold at most the hour's novel records, the last 3 hours at most the day's.
+        return _under(novel_1h, novel_15m) and _under(novel_1h, novel_hour) and _under(novel_1d, novel_3h)
+
+
+def _lowest(level: float) -> Optional[float]:
+    return level if level >= 1.0 else None
+
+
+def _under(observed, bound: Optional[float]) -> bool:
+    return bound is not None and observed * 10 <= bound * 9
+
+
 def _novelty_as_of_day_start(trust: float, span_minutes: int) -> bool:
     """Whether a novelty sum is judged on the account's level as its day began, not as it stands now.
 

@@ -27,7 +27,7 @@ from transforms.account_creation import (
 from transforms.account_model import CHILD_RECORDS, CREATIONS, NOVEL, RECORDS, AccountModel
 from transforms.baselines import age_to_day, learn
 from transforms.consultation_volume import RULE as CONSULTATION_VOLUME
-from transforms.consultation_volume import assess_consultation
+from transforms.consultation_volume import QuietBounds, assess_consultation
 from transforms.detection_config import DetectionConfig
 from transforms.incidents import Subject, track_incident
 from transforms.peer_groups import PeerGroup
@@ -123,6 +123,7 @@ class GroupModel:
             for account in state.accounts:
                 self.accounts[account.baseline.actor] = AccountModel.from_state(account)
         self.peers = PeerGroup(self.accounts, config)
+        self._quiet = QuietBounds(config)
         self.latest_end_ms = max((m.last_window_end_ms for m in self.accounts.values()), default=0)
 
     def _account(self, actor: str, actor_type: Optional[str]) -> AccountModel:
@@ -176,21 +177,28 @@ class GroupModel:
                 model.children = (model.children + [target])[-MAX_CHILDREN:]
 
         alerts: List[Alert] = []
-        context = ScoringContext(config, model, self.peers, start, end)
         hour = model.hour_sums(end)
         volumes = {"5m": max(0, weighted), "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
         novel_1h = hour[NOVEL] if novelty_applies else None
-        consultation = assess_consultation(context, volumes, novel_1h)
         incidents = model.incidents
-        # Nothing crossed and no story open (nearly every window): nothing to track, nothing to build for it.
-        if consultation is not None or CONSULTATION_VOLUME in incidents:
-            creator_link = [model.created_by] if model.created_by else []
-            self._track(model, CONSULTATION_VOLUME, Subject(activity.actor, activity.org, model.actor_type),
-                        (start, end), activity.records_touched, consultation, creator_link, alerts)
-        creation = assess_creation_rate(context, hour[CREATIONS], model.day_sum(CREATIONS))
-        if creation is not None or CREATION_RATE in incidents:
-            self._track(model, CREATION_RATE, Subject(activity.actor, activity.org, model.actor_type), (start, end),
-                        activity.creations, creation, list(activity.created), alerts)
+        consultation = creation = None
+        if (not hour[CREATIONS] and not model.day_sum(CREATIONS) and CONSULTATION_VOLUME not in incidents
+                and CREATION_RATE not in incidents
+                and self._quiet.hold(volumes, novel_1h, model.day_sums[NOVEL], self.peers.off_hours(model, start, end))):
+            # Nothing can cross and no story is open (nearly every window): no threshold to build.
+            self.peers.asked_by(model, end)
+        else:
+            context = ScoringContext(config, model, self.peers, start, end)
+            consultation = assess_consultation(context, volumes, novel_1h)
+            # Nothing crossed and no story open: nothing to track, nothing to build for it.
+            if consultation is not None or CONSULTATION_VOLUME in incidents:
+                creator_link = [model.created_by] if model.created_by else []
+                self._track(model, CONSULTATION_VOLUME, Subject(activity.actor, activity.org, model.actor_type),
+                            (start, end), activity.records_touched, consultation, creator_link, alerts)
+            creation = assess_creation_rate(context, hour[CREATIONS], model.day_sum(CREATIONS))
+            if creation is not None or CREATION_RATE in incidents:
+                self._track(model, CREATION_RATE, Subject(activity.actor, activity.org, model.actor_type),
+                            (start, end), activity.creations, creation, list(activity.created), alerts)
         if model.created_by:
             self._attribute_to_creator(model, activity, max(0, weighted), alerts)
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import statistics
 from typing import Dict, Optional, Tuple
 
+from schemas.baseline import VOLUME_PEAKS
 from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
 from transforms.account_model import RECORDS, AccountModel
 from transforms.baselines import hour_slot
-from transforms.detection_config import DetectionConfig
+from transforms.detection_config import VOLUME_SCALES, DetectionConfig
 
+_VOLUME_SLOTS = tuple(VOLUME_PEAKS[scale] for scale, _ in VOLUME_SCALES)
 # Weekdays 06:00-19:59 UTC: the working week assumed for an account nobody can vouch for.
 DEFAULT_WORKING_HOURS = sum(1 << hour for hour in range(6, 20))
 
@@ -91,6 +93,18 @@ class PeerGroup:
 
     def off_hours(self, model: AccountModel, window_start_ms: int, window_end_ms: int) -> bool:
         return is_off_hours(self.working_hours(model, window_end_ms), hour_slot(window_start_ms))
+
+    def asked_by(self, model: AccountModel, window_end_ms: int) -> None:
+        """What scoring this window would ask of the organisation, asked for a window that needs no threshold.
+
+        The per-day caches and the hour's lift are filled by the first window that asks, and later
+        windows read them: a window left unscored must still ask, or the windows after it would be
+        judged on figures taken at another moment. (The order is ScoringContext's, then the screen's;
+        the caller has asked `off_hours` first, as ScoringContext does.)
+        """
+        self.org_lift(window_end_ms)
+        for slot in _VOLUME_SLOTS:
+            self.peer_peak(model, slot, window_end_ms)
 
     def worked(self, model: AccountModel) -> None:
         """`model` just added a window: it counts for the organisation's lift for the next hour."""
