@@ -133,6 +133,9 @@ def build_training_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -
                               emit_baselines=True)
     (
         outputs.baselines
+        # One row per account: ordered in one place, the file is the same whatever the number of workers.
+        | "Gather" >> beam.combiners.ToList()
+        | "InOrder" >> beam.FlatMap(lambda rows: sorted(rows, key=lambda b: (b.group, b.actor)))
         | "ToRecords" >> beam.Map(baseline_to_record)
         | "WriteBaselines"
         >> beam.io.WriteToParquet(options.output, BASELINE_ARROW_SCHEMA, num_shards=1, shard_name_template="")

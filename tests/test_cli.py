@@ -106,7 +106,7 @@ def test_workers_are_for_the_local_runner_only(capsys, tmp_path):
     assert_one_line_error(code, err, "--workers", "local runner")
 
 
-def test_worker_processes_write_the_same_alerts_byte_for_byte(capsys, tmp_path):
+def test_worker_processes_write_the_same_alerts_and_baselines_byte_for_byte(capsys, tmp_path):
     # Organisations are scored on two workers in whatever order: the alerts file must not show it.
     assert run_cli(capsys, "simulate", "--output", str(tmp_path / "sim"), "--seed", "11", "--days", "6",
                    "--actors", "40")[0] == 0
@@ -121,3 +121,10 @@ def test_worker_processes_write_the_same_alerts_byte_for_byte(capsys, tmp_path):
     assert len({a["org"] for a in alerts}) >= 2  # several organisations, so their order could show
     assert [a["detected_at"] for a in alerts] == sorted(a["detected_at"] for a in alerts)
     assert outputs["2"] == outputs["1"]
+    baselines = {}
+    for workers in ("1", "2"):
+        path = tmp_path / f"baselines-{workers}.parquet"
+        code, _, err = run_cli(capsys, "train", "--input", events, "--output", str(path), "--workers", workers)
+        assert code == 0, err
+        baselines[workers] = path.read_bytes()
+    assert baselines["2"] == baselines["1"]
