@@ -162,6 +162,9 @@ def test_a_newcomer_reading_a_few_files_an_hour_through_the_night_alerts_before_
     assert by_night and by_night[0].actor == "acct-new"
     assert "at night" in by_night[0].explanation
     assert day(8, 21) < by_night[0].detected_at_ms <= day(9, 0)
+    assert by_night[0].expected.source == PEER_GROUP  # the hours it never works are its peers'
+    _, nobody_to_vouch = run(trickle(19))
+    assert nobody_to_vouch and nobody_to_vouch[0].expected.source == ROLE_PRIOR  # the default working week
 
 
 def test_windows_that_alert_do_not_teach_the_baseline():

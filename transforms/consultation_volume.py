@@ -16,7 +16,7 @@ from schemas.alert import Expectation
 from schemas.baseline import PEAK_NOVEL_1H, VOLUME_PEAKS
 from schemas.timestamps import MS_PER_HOUR
 from transforms.account_model import NOVEL
-from transforms.baselines import OWN_HISTORY, PEER_GROUP, blended_usual, expectation, hour_slot, threshold_of
+from transforms.baselines import blended_usual, expectation, hour_slot, threshold_of
 from transforms.detection_config import NOVELTY_SPANS, VOLUME_SCALES, DetectionConfig
 from transforms.peer_groups import DEFAULT_WORKING_HOURS, is_off_hours
 
@@ -237,11 +237,12 @@ def _assess(context, volumes: dict, novel_1h: Optional[int]) -> Optional[Finding
         observed = off_hours_records(context)
         floor = volume.off_hours_floor_6h
         if round(observed / floor, 2) > 1.0:
-            # Nothing is usual at an hour it never works: the floor is the whole threshold.
-            trusted = model.trust(volume.trust_days) >= 1.0
+            # Nothing is usual at an hour it never works: the floor is the whole threshold. The source says
+            # whose hours those are: its own, its peers' while it is new, or the default working week.
             expected = Expectation(
                 value=0.0, unit="records at night at hours it never works, per 6 h",
-                source=OWN_HISTORY if trusted else PEER_GROUP, own=None, peers=None, role=None,
+                source=context.peers.working_hours_source(model, context.window_end_ms), own=None, peers=None,
+                role=None,
                 history_days=model.history_days, threshold=floor, adjustments=["off_hours"],
             )
             findings.append(Finding(RULE, "off_hours_records_6h", 360, observed, round(observed / floor, 2), expected))

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Tuple
 from schemas.baseline import VOLUME_PEAKS
 from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
 from transforms.account_model import RECORDS, AccountModel
-from transforms.baselines import hour_slot
+from transforms.baselines import OWN_HISTORY, PEER_GROUP, ROLE_PRIOR, hour_slot
 from transforms.detection_config import VOLUME_SCALES, DetectionConfig
 
 _VOLUME_SLOTS = tuple(VOLUME_PEAKS[scale] for scale, _ in VOLUME_SCALES)
@@ -50,6 +50,7 @@ class PeerGroup:
         self._day = -1
         self._peaks: Dict[Tuple[Optional[str], int], Optional[float]] = {}
         self._hours: Dict[Optional[str], int] = {}
+        self._hours_source: Dict[Optional[str], str] = {}
         self._lift_at: Tuple[int, float] = (-1, 1.0)
         self._day_lift_at: Tuple[int, float] = (-1, 1.0)
 
@@ -59,6 +60,7 @@ class PeerGroup:
             self._day = day
             self._peaks.clear()
             self._hours.clear()
+            self._hours_source.clear()
 
     def _trusted(self, actor_type: Optional[str]):
         trust_days = self.config.volume.trust_days
@@ -88,8 +90,17 @@ class PeerGroup:
             mask = 0
             for peer in peers:
                 mask |= peer.hours_seen
-            self._hours[model.actor_type] = mask if len(peers) >= self.config.volume.min_peers else DEFAULT_WORKING_HOURS
+            enough = len(peers) >= self.config.volume.min_peers
+            self._hours[model.actor_type] = mask if enough else DEFAULT_WORKING_HOURS
+            self._hours_source[model.actor_type] = PEER_GROUP if enough else ROLE_PRIOR
         return self._hours[model.actor_type] | model.hours_seen
+
+    def working_hours_source(self, model: AccountModel, window_end_ms: int) -> str:
+        """Where `working_hours` took this account's hours from: its own history, its peers', or the default week."""
+        if model.history_days >= self.config.volume.trust_days:
+            return OWN_HISTORY
+        self.working_hours(model, window_end_ms)
+        return self._hours_source[model.actor_type]
 
     def off_hours(self, model: AccountModel, window_start_ms: int, window_end_ms: int) -> bool:
         return is_off_hours(self.working_hours(model, window_end_ms), hour_slot(window_start_ms))
