@@ -26,6 +26,7 @@ from schemas.dead_letter import UNREADABLE_FILE, DeadLetter
 from transforms import batch_ingest
 from transforms.account_windows import ActivityFold
 from transforms.batch_ingest import FileRange, Unreadable, _FoldRange, _lines
+from transforms.batch_windows import unpack_folds
 from transforms.block_parsing import parse_block
 from transforms.event_parsing import DEFAULT_MAPPING, Rejected, parse_event_line
 
@@ -93,7 +94,7 @@ def _blockwise(file_range: FileRange, block_bytes: int, block_lines: int):
             dead.append(out.value)
             continue
         actor, packed = out
-        emitted.extend(((actor, start), _canonical(fold)) for start, fold in pickle.loads(packed))
+        emitted.extend(((actor, start), _canonical(fold)) for start, fold in unpack_folds(packed))
     counts = Counter(lines=fn._lines.value, accepted=fn._accepted.value, newest=fn._position.value)
     return emitted, dead, counts
 

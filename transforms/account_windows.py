@@ -63,6 +63,16 @@ class ActivityFold:
     def __setstate__(self, state):
         self.sums, self.by_id, self.created, self.records, self.org, self.actor_type = state
 
+    @classmethod
+    def from_row(cls, sums: list, by_id: dict, created: set, records_state: tuple, org: Optional[str],
+                 actor_type: Optional[str]) -> "ActivityFold":
+        """A fold from its fields as `batch_windows.pack_folds` writes them (the records as their state)."""
+        fold = cls.__new__(cls)
+        records = DistinctRecords.__new__(DistinctRecords)
+        records.__setstate__(records_state)
+        fold.__setstate__((sums, by_id, created, records, org, actor_type))
+        return fold
+
     @property
     def events(self) -> int:
         return self.sums[_EVENTS]
@@ -141,14 +151,31 @@ class ActivityFold:
         self.actor_type = _first(self.actor_type, other.actor_type)
 
     def to_activity(self, actor: str, window_start_ms: int, window_end_ms: int, late: bool) -> AccountActivity:
-        sums = self.sums
         records = self.records
-        # Positional, in AccountActivity's field order: one per account and window.
-        return AccountActivity(
-            actor, self.org, self.actor_type, window_start_ms, window_end_ms, sums[_EVENTS], sums[_TOUCHED],
-            sums[_CONSULTS], sums[_SEARCHES], sums[_EXPORTS], sums[_LARGEST_BULK], sums[_CREATIONS],
-            sorted(self.created), records.estimate(), records.sample_ids(), sums[_DUPLICATES], late,
-        )
+        return _activity(actor, window_start_ms, window_end_ms, self.sums, self.created, records.estimate(),
+                         records.sample_ids(), self.org, self.actor_type, late)
+
+
+def activity_of(actor: str, window_start_ms: int, window_end_ms: int, sums: list, created: set, records_state: tuple,
+                org: Optional[str], actor_type: Optional[str]) -> AccountActivity:
+    """The activity of a fold given as its packed fields (`batch_windows.pack_folds`), without making it a fold."""
+    exact = records_state[0]
+    if exact is not None:
+        distinct, sample = len(exact), DistinctRecords.sample_of(exact)
+    else:
+        records = DistinctRecords.__new__(DistinctRecords)
+        records.__setstate__(records_state)
+        distinct, sample = records.estimate(), records.sample_ids()
+    return _activity(actor, window_start_ms, window_end_ms, sums, created, distinct, sample, org, actor_type, False)
+
+
+def _activity(actor, window_start_ms, window_end_ms, sums, created, distinct, sample, org, actor_type, late):
+    # Positional, in AccountActivity's field order: one per account and window.
+    return AccountActivity(
+        actor, org, actor_type, window_start_ms, window_end_ms, sums[_EVENTS], sums[_TOUCHED], sums[_CONSULTS],
+        sums[_SEARCHES], sums[_EXPORTS], sums[_LARGEST_BULK], sums[_CREATIONS], sorted(created), distinct, sample,
+        sums[_DUPLICATES], late,
+    )
 
 
 class AccountActivityFn(beam.CombineFn):

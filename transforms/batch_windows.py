@@ -10,19 +10,35 @@ organisation a window belongs to is only known once all its events are in.
 from __future__ import annotations
 
 import pickle
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
 
 from schemas.activity import AccountActivity, pack_activities
-from transforms.account_windows import ActivityFold
+from transforms.account_windows import ActivityFold, activity_of
 from transforms.gc_pause import paused_gc
 from transforms.group_model import group_key
 
 
 def pack_folds(windows: Sequence[Tuple[int, ActivityFold]]) -> bytes:
-    """One account's folds of one range as one element, pickled once rather than fold by fold."""
-    return pickle.dumps(list(windows), protocol=pickle.HIGHEST_PROTOCOL)
+    """One account's folds of one range as one element: column by column, pickled once.
+
+    Columns of plain values (lists, dicts, sets) rather than a list of fold objects: pickle then
+    writes no class reference and calls no `__setstate__` per window, and most windows (those a single
+    range holds whole) are turned into activities without ever becoming a fold again.
+    """
+    return pickle.dumps(
+        ([start for start, _ in windows], [fold.sums for _, fold in windows], [fold.by_id for _, fold in windows],
+         [fold.created for _, fold in windows], [fold.records.__getstate__() for _, fold in windows],
+         [fold.org for _, fold in windows], [fold.actor_type for _, fold in windows]),
+        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:
+    """`pack_folds`'s windows, as folds again."""
+    starts, *columns = pickle.loads(packed)
+    for start, row in zip(starts, zip(*columns)):
+        yield start, ActivityFold.from_row(*row)
 
 
 class _MergeAccountFolds(beam.DoFn):
@@ -35,24 +51,37 @@ class _MergeAccountFolds(beam.DoFn):
 
     def _merge(self, element):
         actor, parts = element
-        merged: Dict[int, ActivityFold] = {}
+        # window start -> its one row as packed, or the fold its rows from several ranges were merged into
+        merged: Dict[int, object] = {}
         for packed in parts:
-            for window_start_ms, fold in pickle.loads(packed):
-                seen = merged.get(window_start_ms)
+            starts, *columns = pickle.loads(packed)
+            for start, row in zip(starts, zip(*columns)):
+                seen = merged.get(start)
                 if seen is None:
-                    merged[window_start_ms] = fold
-                else:
-                    seen.merge(fold)
+                    merged[start] = row
+                    continue
+                if not isinstance(seen, ActivityFold):
+                    seen = merged[start] = ActivityFold.from_row(*seen)
+                seen.merge(ActivityFold.from_row(*row))
+        window_ms = self._window_ms
         by_group: Dict[str, List[AccountActivity]] = {}
-        for window_start_ms, fold in merged.items():
-            activity = fold.to_activity(actor, window_start_ms, window_start_ms + self._window_ms, late=False)
+        for start, item in merged.items():
+            if isinstance(item, ActivityFold):
+                activity = item.to_activity(actor, start, start + window_ms, late=False)
+            else:
+                sums, _, created, records, org, actor_type = item
+                activity = activity_of(actor, start, start + window_ms, sums, created, records, org, actor_type)
             by_group.setdefault(group_key(activity), []).append(activity)
         for group, activities in by_group.items():
             yield group, pack_activities(activities)
 
 
 class MergeRangeFolds(beam.PTransform):
-    """(actor, pack_folds([(window_start_ms, ActivityFold), ...])) per range -> (group, packed AccountActivities)."""
+    """(actor, pack_folds([(window_start_ms, ActivityFold), ...])) per range -> (group, packed AccountActivities).
+
+    A window held whole by one range is read from its packed row as it is; only one split between
+    ranges (or files) is made a fold again and merged, its duplicates across them counted once.
+    """
 
     def __init__(self, window_minutes: int):
         super().__init__()

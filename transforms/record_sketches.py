@@ -90,9 +90,14 @@ class DistinctRecords:
             return len(self.exact)
         return int(round(self.hll.get_estimate()))
 
+    @staticmethod
+    def sample_of(exact) -> List[str]:
+        """The bottom-k sample of an exact set of records."""
+        return [record for _, record in _smallest(exact)]
+
     def sample_ids(self) -> List[str]:
         if self.exact is not None:
-            return [record for _, record in _smallest(self.exact)]
+            return self.sample_of(self.exact)
         # (hash, record) pairs sort as the key (hash, record) would, without a key function per item.
         return [r for _, r in sorted([(h, r) for r, h in self.sample.items()])[:SAMPLE_SIZE]]
 
