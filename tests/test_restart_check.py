@@ -32,3 +32,11 @@ def test_a_known_alert_with_other_counts_is_changed_not_redelivered():
 def test_an_alert_the_reference_never_raised_is_added():
     verdict = _compare(REFERENCE, REFERENCE + [alert("c", "low", 90)])
     assert verdict["added"] == [("c", "low")] and not _ok(verdict)
+
+
+def test_a_mismatch_shows_both_versions_of_the_differing_alert_side_by_side():
+    run = [alert("a", "medium", 120), alert("b", "medium", 150)]
+    verdict = _compare(REFERENCE, run)
+    side = verdict["differing"]["a"]
+    assert [v["observed"] for v in side["reference"]] == [120, 400] and [v["observed"] for v in side["run"]] == [120]
+    assert "differing" not in _compare(REFERENCE, REFERENCE)
