@@ -300,8 +300,10 @@ def savepoint_then_cancel(master: str, job: str, directory: str, timeout_s: floa
     state. The savepoint then holds a drained job: restored from it, detection starts with no
     learned baselines and no open incidents (measured: an account with 3 days of history judged
     as new, incidents re-opened under new ids, alerts on half-filled windows published by the
-    stopped job). A plain savepoint leaves the source running, and a cancel closes the source's
-    context first, so no +inf watermark goes out.
+    stopped job). A plain savepoint leaves the source running, so the state it saves is the live
+    one. Flink's cancel then closes the source's context right after cancelling it, and the closed
+    context refuses (throws on) the wrapper's final watermark. Were it ever to slip out in between, the
+    savepoint would already be complete: only stray alerts of the cancelled job could result.
     """
     trigger = _rest(master, f"/jobs/{job}/savepoints",
                     {"target-directory": f"file://{directory}", "cancel-job": False})["request-id"]
