@@ -1,5 +1,6 @@
 """make restart-flink's verdict: alerts lost, added or changed after a restart; identical records are redeliveries."""
 
+from pipelines import restart_check
 from pipelines.restart_check import _compare, _ok
 
 
@@ -32,3 +33,30 @@ def test_a_known_alert_with_other_counts_is_changed_not_redelivered():
 def test_an_alert_the_reference_never_raised_is_added():
     verdict = _compare(REFERENCE, REFERENCE + [alert("c", "low", 90)])
     assert verdict["added"] == [("c", "low")] and not _ok(verdict)
+
+
+def test_a_mismatch_shows_both_versions_of_the_differing_alert_side_by_side():
+    run = [alert("a", "medium", 120), alert("b", "medium", 150)]
+    verdict = _compare(REFERENCE, run)
+    side = verdict["differing"]["a"]
+    assert [v["observed"] for v in side["reference"]] == [120, 400] and [v["observed"] for v in side["run"]] == [120]
+    assert "differing" not in _compare(REFERENCE, REFERENCE)
+
+
+def test_the_savepoint_is_taken_without_stopping_the_source_then_the_job_is_cancelled(monkeypatch):
+    # Flink's stop-with-savepoint stops the Kafka source first, whose final +inf watermark drains every
+    # window and timer and clears the state before the savepoint is taken (restart_check.savepoint_then_cancel).
+    calls = []
+
+    def rest(master, path, body=None):
+        calls.append(("POST" if body is not None else "GET", path, body))
+        if body is not None:
+            return {"request-id": "t1"}
+        return {"status": {"id": "COMPLETED"}, "operation": {"location": "file:/sp/savepoint-1"}}
+
+    monkeypatch.setattr(restart_check, "_rest", rest)
+    monkeypatch.setattr(restart_check, "_cancel", lambda master, job: calls.append(("CANCEL", job, None)))
+    location = restart_check.savepoint_then_cancel("m:1", "j1", "/sp")
+    assert location == "file:/sp/savepoint-1"
+    assert calls[0] == ("POST", "/jobs/j1/savepoints", {"target-directory": "file:///sp", "cancel-job": False})
+    assert calls[-1] == ("CANCEL", "j1", None) and not any(path.endswith("/stop") for _, path, _ in calls)
