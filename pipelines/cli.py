@@ -14,6 +14,8 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
+from pipelines.quiet_logs import QuietBeam
+
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -195,7 +197,7 @@ def run_detect(args, beam_args: List[str]) -> int:
         _check_output_dir(args.output)
     _load_settings(args)
     options = _pipeline_options(args, beam_args)
-    observation = _observation(args)
+    observation = _observation(args, options)
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=observation.runner, options=options)
     try:
@@ -230,7 +232,7 @@ def run_detect(args, beam_args: List[str]) -> int:
     return 0 if observation.ok else EXIT_FAILED
 
 
-def _observation(args):
+def _observation(args, options=None):
     """The metrics exporter, metrics file and progress line asked for on the command line."""
     from pipelines.metrics_export import JobObservation, check_metrics_file
     from pipelines.options import LOCAL_RUNNER, resolve_runner
@@ -248,11 +250,19 @@ def _observation(args):
         return JobObservation(
             resolve_runner(args.runner), LOCAL_RUNNER, port=args.metrics_port, address=args.metrics_address,
             path=args.metrics_file, linger=args.metrics_linger, wait=args.metrics_wait,
-            progress=("tty" if sys.stderr.isatty() else "lines") if progress else None,
+            progress=("tty" if sys.stderr.isatty() else "lines") if progress else None, options=options,
         )
     except OSError as err:
         raise UsageError(f"cannot serve metrics on {args.metrics_address}:{args.metrics_port}: "
                          f"{err.strerror or err}") from None
+
+
+def _local_runner(args, options):
+    """The local runner these options call for (its worker processes: pipelines/local_workers.py); None for others."""
+    from pipelines.local_workers import local_runner
+    from pipelines.options import LOCAL_RUNNER, resolve_runner
+
+    return local_runner(options) if resolve_runner(args.runner) == LOCAL_RUNNER else None
 
 
 def _check_baselines(path: Optional[str]) -> None:
@@ -271,7 +281,7 @@ def run_train(args, beam_args: List[str]) -> int:
     _check_baselines(args.baselines)
     options = _pipeline_options(args, beam_args)
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=options)
+    pipeline = beam.Pipeline(runner=_local_runner(args, options), options=options)
     build_training_pipeline(pipeline, options)
     try:
         result = pipeline.run()
@@ -342,18 +352,11 @@ def run_show(args) -> int:
     return 0
 
 
-class _QuietBeam(logging.Filter):
-    """Beam's import-time and runner chatter, hidden unless -v: users see our lines, not its."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR or "apache_beam" not in record.pathname
-
-
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(_QuietBeam())
+            handler.addFilter(QuietBeam())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -2,7 +2,7 @@
 
 A replay is CPU-bound Python: one process uses one core, whatever the
 machine has. Beam's local runner can run its bundles in worker processes
-instead (`--direct_running_mode=multi_processing`), and the work splits well:
+instead (`--direct_num_workers`), and the work splits well:
 file ranges, then accounts, then organisations are independent. Starting the
 workers costs about two seconds, so a small input stays in this process.
 """
@@ -10,6 +10,7 @@ workers costs about two seconds, so a small input stays in this process.
 from __future__ import annotations
 
 import os
+import sys
 from typing import List, Optional
 
 from apache_beam.io.filesystem import CompressionTypes
@@ -40,11 +41,36 @@ def default_workers(pattern: str, cores: Optional[int] = None) -> int:
 
 
 def local_worker_args(pattern: str, workers: Optional[int], beam_args: List[str]) -> List[str]:
-    """The local runner's options for `workers` processes (None: `default_workers`), unless Beam's are given."""
+    """The local runner's options for `workers` processes (None: `default_workers`), unless Beam's are given.
+
+    The processes themselves come from `worker_environment()`, given to the runner.
+    """
     if any(arg.startswith(("--direct_num_workers", "--direct_running_mode")) for arg in beam_args):
         return []
     if workers is None:
         workers = default_workers(pattern)
     if workers <= 1:
         return []
-    return [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+    return [f"--direct_num_workers={workers}"]
+
+
+def worker_environment():
+    """Worker processes running `pipelines/local_worker.py`: Beam's SDK worker, without its INFO chatter.
+
+    (Beam's own `--direct_running_mode=multi_processing` starts `sdk_worker_main` directly, whose
+    start-up and shutdown lines land on the user's terminal.)
+    """
+    from apache_beam.transforms.environments import SubprocessSDKEnvironment
+
+    return SubprocessSDKEnvironment.from_command_string(f"{sys.executable} -m pipelines.local_worker")
+
+
+def local_runner(options, runner_class=None):
+    """The local runner for these options: with worker processes from `worker_environment()` when they ask
+    for several workers (`--direct_num_workers`) and leave the running mode to us."""
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    direct = options.view_as(DirectOptions)
+    several = (direct.direct_num_workers or 1) > 1 and direct.direct_running_mode == "in_memory"
+    return (runner_class or FnApiRunner)(default_environment=worker_environment() if several else None)

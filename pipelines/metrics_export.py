@@ -354,20 +354,25 @@ def check_metrics_file(path: str) -> None:
 class JobObservation:
     """Everything that watches one job run: the Prometheus exporter, the metrics file, the progress line.
 
-    `runner` is what to give `beam.Pipeline(runner=...)`: a LiveFnApiRunner for
-    the local runner when something watches, else None (Beam picks the runner
-    from the options, exactly as without observation).
+    `runner` is what to give `beam.Pipeline(runner=...)`: for the local runner, a LiveFnApiRunner when
+    something watches, else the local runner `options` call for (pipelines/local_workers.py); None for
+    the others (Beam picks the runner from the options).
     """
 
     def __init__(self, runner_name: str, local_runner_name: str, *, port: Optional[int] = None,
                  address: str = DEFAULT_METRICS_ADDRESS, path: Optional[str] = None, linger: float = 0.0,
-                 wait: float = 0.0, progress=None, stream=None):
+                 wait: float = 0.0, progress=None, stream=None, options=None):
         from pipelines.progress import ProgressReporter
 
         self.stream = stream if stream is not None else sys.stderr
         watching = port is not None or path is not None or progress is not None
-        self.runner = LiveFnApiRunner() if watching and runner_name == local_runner_name else None
-        self.job = JobMetrics(self.runner)
+        self.runner = None
+        if runner_name == local_runner_name and (watching or options is not None):
+            from pipelines.local_workers import local_runner
+
+            self.runner = local_runner(options, LiveFnApiRunner if watching else None) if options is not None \
+                else LiveFnApiRunner()
+        self.job = JobMetrics(self.runner if watching else None)
         self.exporter = MetricsExporter(self.job, port, address, path) if (port is not None or path) else None
         self.progress: Optional[ProgressReporter] = None
         if progress is not None:

@@ -106,8 +106,10 @@ def test_workers_are_for_the_local_runner_only(capsys, tmp_path):
     assert_one_line_error(code, err, "--workers", "local runner")
 
 
-def test_worker_processes_write_the_same_alerts_and_baselines_byte_for_byte(capsys, tmp_path):
+def test_worker_processes_write_the_same_alerts_and_baselines_byte_for_byte(capfd, tmp_path):
     # Organisations are scored on two workers in whatever order: the alerts file must not show it.
+    # (capfd: the workers are processes of their own, writing to the terminal's file descriptors.)
+    capsys = capfd
     assert run_cli(capsys, "simulate", "--output", str(tmp_path / "sim"), "--seed", "11", "--days", "6",
                    "--actors", "40")[0] == 0
     events = str(tmp_path / "sim" / "events.jsonl")
@@ -116,6 +118,8 @@ def test_worker_processes_write_the_same_alerts_and_baselines_byte_for_byte(caps
         out = tmp_path / f"workers-{workers}"
         code, _, err = run_cli(capsys, "detect", "--input", events, "--output", str(out), "--workers", workers)
         assert code == 0, err
+        # One line, ours: nothing from the worker processes' start-up or shutdown.
+        assert [line.split(":")[0] for line in err.strip().splitlines()] == ["guetteur detect"], err
         outputs[workers] = (out / "alerts.jsonl").read_bytes()
     alerts = [json.loads(line) for line in outputs["1"].splitlines()]
     assert len({a["org"] for a in alerts}) >= 2  # several organisations, so their order could show

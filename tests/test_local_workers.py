@@ -2,7 +2,7 @@
 
 import gzip
 
-from pipelines.local_workers import default_workers, input_ranges, local_worker_args
+from pipelines.local_workers import default_workers, input_ranges, local_runner, local_worker_args
 from transforms.batch_ingest import RANGE_BYTES
 
 
@@ -27,6 +27,17 @@ def test_one_worker_per_core_for_a_large_input_and_none_for_a_small_one(tmp_path
     assert default_workers(large, cores=2) == 2
     assert default_workers(large, cores=16) == 8  # no more workers than ranges
     assert local_worker_args(small, None, []) == []
-    assert local_worker_args(large, 2, []) == ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    assert local_worker_args(large, 2, []) == ["--direct_num_workers=2"]
     # Beam's own options, when given, are the user's choice.
     assert local_worker_args(large, None, ["--direct_num_workers=3"]) == []
+
+
+def test_several_workers_run_as_quiet_subprocesses_and_one_runs_in_process():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    several = local_runner(PipelineOptions(["--direct_num_workers=2"]))
+    assert "pipelines.local_worker" in several._default_environment.command_string
+    assert not hasattr(local_runner(PipelineOptions([]))._default_environment, "command_string")  # in process
+    # Beam's own multi_processing mode, when asked for, is left as Beam makes it.
+    beam_mode = local_runner(PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
+    assert not hasattr(beam_mode._default_environment, "command_string")
