@@ -55,14 +55,14 @@ def local_worker_args(pattern: str, workers: Optional[int], beam_args: List[str]
 
 
 def worker_environment():
-    """Worker processes running `pipelines/local_worker.py`: Beam's SDK worker, without its INFO chatter.
+    """Worker processes running `pipelines/quiet_worker.py`: Beam's SDK worker, without its INFO chatter.
 
     (Beam's own `--direct_running_mode=multi_processing` starts `sdk_worker_main` directly, whose
     start-up and shutdown lines land on the user's terminal.)
     """
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
-    return SubprocessSDKEnvironment.from_command_string(f"{sys.executable} -m pipelines.local_worker")
+    return SubprocessSDKEnvironment.from_command_string(f"{sys.executable} -m pipelines.quiet_worker")
 
 
 def local_runner(options, runner_class=None):

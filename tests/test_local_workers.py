@@ -36,7 +36,7 @@ def test_several_workers_run_as_quiet_subprocesses_and_one_runs_in_process():
     from apache_beam.options.pipeline_options import PipelineOptions
 
     several = local_runner(PipelineOptions(["--direct_num_workers=2"]))
-    assert "pipelines.local_worker" in several._default_environment.command_string
+    assert "pipelines.quiet_worker" in several._default_environment.command_string
     assert not hasattr(local_runner(PipelineOptions([]))._default_environment, "command_string")  # in process
     # Beam's own multi_processing mode, when asked for, is left as Beam makes it.
     beam_mode = local_runner(PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
