@@ -457,6 +457,8 @@ def main(argv=None) -> int:
     report = run_check(args)
     print(json.dumps(report, indent=2, sort_keys=True, default=list))
     ok = all(_ok(report[k]) for k in ("uninterrupted", "crash", "savepoint") if k in report)
+    # The upgraded job's new sink must have seen what the main sink got from it.
+    ok = ok and report.get("savepoint", {}).get("upgrade_sink", {}).get("same_as_main_sink_after_restore", True)
     return 0 if ok else 1
 
 
