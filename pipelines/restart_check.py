@@ -417,6 +417,7 @@ def _control(args, second: List[bytes], reference: List[dict], report: dict) -> 
                          max_seconds=4 * args.settle_seconds)
     control_later = {_key(a) for a in got if a["detected_at"] >= start}
     report["control_without_state"] = {
+        "job_state": _job_state(master, job),  # a FAILED control raised nothing: it shows nothing either
         "alerts_in_second_half": len(control_later),
         "reference_alerts_in_second_half": len(reference_later),
         "same_as_reference": control_later == reference_later,
