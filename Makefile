@@ -111,8 +111,8 @@ demo-flink: setup tools
 	DEMO_RATE=$(DEMO_RATE) DEMO_DAYS=$(or $(DEMO_FLINK_DAYS),14) DEMO_ACTORS=$(or $(DEMO_FLINK_ACTORS),80) DEMO_SEED=$(DEMO_SEED) \
 	  deploy/local/demo-flink.sh
 
-# Restarts on a real Flink session cluster (issue 7): TaskManager killed mid-stream, stop with savepoint
-# and restore; alerts compared with the local runner's (deploy/local/restart-flink.sh). ~15 minutes.
+# Restarts on a real Flink session cluster (issue 7): TaskManager killed mid-stream; savepoint, cancel
+# and restore into an upgraded job; alerts compared with the local runner's (deploy/local/restart-flink.sh). ~15 minutes.
 .PHONY: restart-flink
 restart-flink: setup tools
 	deploy/local/fetch.sh flink-dist

@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
 from pipelines.options import GuetteurOptions
+from pipelines.stable_ids import use_label_transform_ids
 from schemas.baseline import BASELINE_ARROW_SCHEMA, AccountBaseline, baseline_from_record, baseline_to_record
 from transforms.batch_ingest import ReadAndFoldFiles
 from transforms.detection import DetectAnomalies
@@ -110,6 +111,8 @@ def _settings(options: GuetteurOptions):
 
 
 def build_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -> DetectionOutputs:
+    # Ids a savepoint of this job can be restored into after an upgrade (pipelines/stable_ids.py).
+    use_label_transform_ids(pipeline)
     config, mapping = _settings(options)
     kafka = KafkaSettings.from_options(options)
     outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines, kafka=kafka)

@@ -10,8 +10,9 @@ over the same events (each on its own topics), on one Flink session cluster with
   started; Flink restarts the job from that checkpoint (Kafka offsets, windows, per-account folds,
   per-organisation models) while the producer keeps going;
 - savepoint: a savepoint is taken in the middle of the stream and the job cancelled (not Flink's
-  stop-with-savepoint: see `savepoint_then_cancel`), then submitted again from that savepoint and
-  fed the rest of the events;
+  stop-with-savepoint: see `savepoint_then_cancel`), then an upgraded job (`--upgrade`: new settings
+  file, new steps downstream of detection; UPGRADE_NOTES) is submitted from that savepoint and fed
+  the rest of the events;
 - control: the second half alone, on a fresh job, shows what the alerts look like without the
   learned state (if they equal the yardstick's, the checks above prove nothing about state).
 
@@ -103,7 +104,8 @@ class Run:
         self.events_topic = f"{prefix}.events"
         _topics(args, self.events_topic, f"{prefix}.alerts", f"{prefix}.deadletter")
 
-    def submit(self, savepoint: Optional[str] = None) -> str:
+    def submit(self, savepoint: Optional[str] = None, upgrade: Tuple[str, ...] = ()) -> str:
+        """Submits the detection job (from `savepoint`, when given), changed as `upgrade` says (UPGRADE_NOTES)."""
         import apache_beam as beam
 
         from pipelines.detect import build_pipeline
@@ -112,13 +114,18 @@ class Run:
 
         a = self.args
         extra = [f"--savepoint_path={savepoint}"] if savepoint else []
+        if "settings" in upgrade:
+            extra.append(f"--detection_config={_upgraded_settings(a.savepoint_dir)}")
         options = GuetteurOptions(
             flink_args(job_endpoint=a.job_endpoint, flink_master=a.flink_master, streaming=True,
                        checkpointing_interval_ms=a.checkpoint_ms)
             + [f"--input=kafka://{a.bootstrap}/{self.events_topic}", f"--output=kafka://{a.bootstrap}/{self.prefix}",
                f"--expansion_service={a.expansion_service}", f"--kafka_group_id={self.prefix}-detect", *extra])
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, options)
+        outputs = build_pipeline(pipeline, options)
+        if "steps" in upgrade:
+            _topics(a, f"{self.prefix}.{UPGRADE_SINK}")
+            add_upgrade_steps(outputs.alerts, a.bootstrap, f"{self.prefix}.{UPGRADE_SINK}", a.expansion_service)
         self.result = pipeline.run()
         return _running_job(a.flink_master)
 
@@ -137,6 +144,56 @@ class Run:
             elif len(records) >= expected and time.time() - last_change >= settle_s:
                 break
         return records
+
+
+# What the savepoint run's second job changes, as an operator upgrading Guetteur would.
+UPGRADE_NOTES = {
+    "settings": "a new --detection_config file (a role prior no simulated account has)",
+    "steps": "an enrichment, a counter and a second Kafka sink on the alerts, fused into the stateful stage",
+}
+UPGRADE_SINK = "alerts-upgraded"
+# A role no simulated account has: these settings change no alert of the check, but they are a new file,
+# and the job's detection DoFns (which carry their settings) are pickled anew.
+UPGRADED_SETTINGS = """# restart_check: the upgraded job's settings, a role prior for accounts not onboarded yet
+[role_priors.auditor]
+records_5m = 25.0
+records_1h = 50.0
+records_1d = 200.0
+"""
+
+
+def _upgraded_settings(directory: str) -> str:
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "upgraded-detection.toml")
+    with open(path, "w") as handle:
+        handle.write(UPGRADED_SETTINGS)
+    return path
+
+
+def add_upgrade_steps(alerts, bootstrap: str, topic: str, expansion_service: str) -> None:
+    """The upgraded job's new steps, downstream of detection: an enrichment, a counter and a second sink.
+
+    They read the alerts where they are produced, inside the stateful per-organisation stage (Flink fuses
+    them into it): the case where an upgrade could move that stage's state out of reach.
+    """
+    import apache_beam as beam
+    from apache_beam.metrics import Metrics
+
+    from schemas.alert import alert_to_json
+    from transforms.kafka_io import WriteJsonToKafka
+
+    counted = Metrics.counter("guetteur", "alerts_after_upgrade")
+
+    def enrich(alert):
+        counted.inc()
+        return {**alert_to_json(alert), "upgraded": True}
+
+    (
+        alerts
+        | "UpgradeEnrich" >> beam.Map(enrich)
+        | "UpgradeSink" >> WriteJsonToKafka(bootstrap, topic, expansion_service, lambda record: record,
+                                            lambda record: record["actor"])
+    )
 
 
 def _topics(args, *topics: str) -> None:
@@ -321,7 +378,7 @@ def savepoint_then_cancel(master: str, job: str, directory: str, timeout_s: floa
 
 
 def _savepoint(args, first: List[bytes], second: List[bytes], reference: List[dict], report: dict) -> None:
-    """A savepoint after the first half, the job cancelled, resubmitted from it, the second half streamed."""
+    """A savepoint after the first half, the job cancelled, an upgraded job submitted from it, the second half streamed."""
     master = args.flink_master
     t0 = time.time()
     sp = Run(args, "savepoint")
@@ -330,11 +387,19 @@ def _savepoint(args, first: List[bytes], second: List[bytes], reference: List[di
     _wait_checkpoint_after(master, job, int(time.time() * 1000))  # the first half is through the job
     location = savepoint_then_cancel(master, job, args.savepoint_dir)
     before = len(sp.alerts(expected=0, settle_s=3))
-    job2 = sp.submit(savepoint=location)
+    job2 = sp.submit(savepoint=location, upgrade=args.upgrade)
     sp.produce(second)
     got = sp.alerts(expected=len(reference), settle_s=args.settle_seconds)
-    report["savepoint"] = {"location": location, "alerts_before_stop": before, "job_state": _job_state(master, job2),
+    report["savepoint"] = {"location": location, "upgraded": {u: UPGRADE_NOTES[u] for u in args.upgrade},
+                           "alerts_before_stop": before, "job_state": _job_state(master, job2),
                            **_compare(reference, got), "seconds": round(time.time() - t0, 1)}
+    if "steps" in args.upgrade:
+        # The new sink sees the alerts the upgraded job raised: those of the second job on the main topic.
+        sink = [a for a, _, _ in consume(args.bootstrap, f"{sp.prefix}.{UPGRADE_SINK}", lambda r: False, timeout_s=3)]
+        report["savepoint"]["upgrade_sink"] = {
+            "records": len(sink), "alerts": len({_key(a) for a in sink}),
+            "same_as_main_sink_after_restore": {_key(a) for a in sink} == {_key(a) for a in got[before:]},
+        }
     _cancel(master, job2)
     print(f"restart-check: savepoint run {report['savepoint']}", file=sys.stderr, flush=True)
 
@@ -352,6 +417,7 @@ def _control(args, second: List[bytes], reference: List[dict], report: dict) -> 
                          max_seconds=4 * args.settle_seconds)
     control_later = {_key(a) for a in got if a["detected_at"] >= start}
     report["control_without_state"] = {
+        "job_state": _job_state(master, job),  # a FAILED control raised nothing: it shows nothing either
         "alerts_in_second_half": len(control_later),
         "reference_alerts_in_second_half": len(reference_later),
         "same_as_reference": control_later == reference_later,
@@ -366,6 +432,14 @@ def _first_detected_after(lines: List[bytes]) -> str:
     return format_rfc3339_ms(min(t for t in (event_time_ms(line) for line in lines) if t is not None))
 
 
+def _upgrades(text: str) -> Tuple[str, ...]:
+    chosen = tuple(u for u in text.split(",") if u and u != "none")
+    unknown = sorted(set(chosen) - set(UPGRADE_NOTES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown upgrades {unknown}: choose among {sorted(UPGRADE_NOTES)} or none")
+    return chosen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.restart_check")
     add_stream_service_arguments(parser)
@@ -374,12 +448,18 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint-ms", type=int, default=3000)
     parser.add_argument("--settle-seconds", type=float, default=30.0)
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--upgrade", type=_upgrades,
+                        default=tuple(UPGRADE_NOTES),
+                        help=f"what the job resubmitted from the savepoint changes: comma-separated, of "
+                             f"{','.join(UPGRADE_NOTES)}, or none (default: all)")
     parser.add_argument("--runs", type=lambda s: s.split(","), default=list(RUNS),
                         help=f"comma-separated, of {','.join(RUNS)} (default: all)")
     args = parser.parse_args(argv)
     report = run_check(args)
     print(json.dumps(report, indent=2, sort_keys=True, default=list))
     ok = all(_ok(report[k]) for k in ("uninterrupted", "crash", "savepoint") if k in report)
+    # The upgraded job's new sink must have seen what the main sink got from it.
+    ok = ok and report.get("savepoint", {}).get("upgrade_sink", {}).get("same_as_main_sink_after_restore", True)
     return 0 if ok else 1
 
 

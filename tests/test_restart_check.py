@@ -60,3 +60,27 @@ def test_the_savepoint_is_taken_without_stopping_the_source_then_the_job_is_canc
     assert location == "file:/sp/savepoint-1"
     assert calls[0] == ("POST", "/jobs/j1/savepoints", {"target-directory": "file:///sp", "cancel-job": False})
     assert calls[-1] == ("CANCEL", "j1", None) and not any(path.endswith("/stop") for _, path, _ in calls)
+
+
+def test_the_upgraded_settings_add_a_role_the_simulation_never_gives(tmp_path):
+    # The savepoint run's new settings file must change no alert, or its verdict would judge the settings.
+    from pipelines.simulation import population
+    from transforms.detection_config import DetectionConfig, load_detection_config
+
+    upgraded = load_detection_config(restart_check._upgraded_settings(str(tmp_path)))
+    roles = {value for name, value in vars(population).items() if name.isupper() and isinstance(value, str)}
+    new_roles = set(upgraded.role_priors) - set(DetectionConfig().role_priors)
+    assert new_roles and not new_roles & roles
+    assert upgraded == DetectionConfig(role_priors={**DetectionConfig().role_priors,
+                                                    **{r: upgraded.role_priors[r] for r in new_roles}})
+
+
+def test_an_unknown_upgrade_is_refused():
+    import argparse
+
+    import pytest
+
+    assert restart_check._upgrades("settings,steps") == ("settings", "steps")
+    assert restart_check._upgrades("none") == ()
+    with pytest.raises(argparse.ArgumentTypeError):
+        restart_check._upgrades("settings,schema")

@@ -40,7 +40,9 @@ taskmanager.memory.framework.off-heap.size: 128m
 taskmanager.memory.task.off-heap.size: 0m
 taskmanager.memory.network.min: 128m
 taskmanager.memory.network.max: 128m
-taskmanager.memory.jvm-metaspace.size: 256m
+# Each Beam job leaves its classes loaded in the TaskManager (its classloader is never freed): with
+# 256m the TaskManager died of a Metaspace OutOfMemoryError at its 4th job (make restart-flink's control).
+taskmanager.memory.jvm-metaspace.size: 768m
 taskmanager.memory.jvm-overhead.min: 192m
 taskmanager.memory.jvm-overhead.max: 192m
 taskmanager.numberOfTaskSlots: ${FLINK_SLOTS:-4}
@@ -114,7 +116,7 @@ start_taskmanager() {  # $1 REST port: one TaskManager (log appended: a restarte
   [[ -f "$RUN_DIR/flink-taskmanager.log" ]] && cat "$RUN_DIR/flink-taskmanager.log" >>"$RUN_DIR/flink-taskmanager.previous.log"
   # Heap = framework + task heap; direct = framework + task off-heap + network (flink-conf above).
   start_service flink-taskmanager java "${JAVA_OPENS[@]}" -Xms1152m -Xmx1152m -XX:MaxDirectMemorySize=256m \
-    -XX:MaxMetaspaceSize=256m "$logprops" -Dlog.file="$RUN_DIR/flink-taskmanager.log" \
+    -XX:MaxMetaspaceSize=768m "$logprops" -Dlog.file="$RUN_DIR/flink-taskmanager.log" \
     -cp "$cp" org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$CONF"
   local deadline=$((SECONDS + 120))
   until curl -sf "http://127.0.0.1:$rest/taskmanagers" | grep -q '"slotsNumber"'; do
