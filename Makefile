@@ -78,8 +78,9 @@ chaos: setup
 
 # Issue 6's yardstick: `guetteur detect` against plain Python (orjson + dict count per account and 5-minute
 # window) on the same ~1M simulated events, as a same-run ratio; events x1/x2/x4 and accounts x1/x10/x100 with
-# time and peak RSS; state bytes per account from `guetteur train`; the x1 file again with one local SDK worker
-# process per core (BENCH_WORKERS, 1 to skip). Table on stdout, out/bench/report.json.
+# time and peak RSS (detect and its worker processes); state bytes per account from `guetteur train`. Each row
+# runs with the workers detect picks by default (one per core from 64 MiB of input; BENCH_WORKERS=N to force),
+# and the x1 file again in one process. Table on stdout, out/bench/report.json.
 # Simulated files are kept under out/bench/data and reused. BENCH_SCALE=small: ~100k events, a few minutes.
 BENCH_DIR := out/bench
 BENCH_SCALE ?= full
