@@ -47,9 +47,9 @@ class _Counter:
 def _canonical(fold: ActivityFold):
     records = fold.records
     return (list(fold.sums), list(fold.by_id.items()), sorted(fold.created),
-            None if records.exact is None else list(records.exact),
+            None if records.exact is None else sorted(records.exact),
             None if records.hll is None else records.hll.serialize_compact(),
-            list(records.sample.items()), fold.org, fold.actor_type)
+            sorted(records.sample.items()), fold.org, fold.actor_type)
 
 
 def _per_line(file_range: FileRange, max_open: int):
@@ -59,7 +59,7 @@ def _per_line(file_range: FileRange, max_open: int):
 
     def emit():
         # Through pickle, as folds leave a range (batch_windows.pack_folds): a set rebuilt from its items.
-        emitted.extend((key, _canonical(pickle.loads(pickle.dumps(fold)))) for key, fold in folds.items())
+        emitted.extend((key, pickle.loads(pickle.dumps(fold))) for key, fold in folds.items())
         folds.clear()
 
     for line in _lines(file_range):
@@ -94,14 +94,22 @@ def _blockwise(file_range: FileRange, block_bytes: int, block_lines: int):
             dead.append(out.value)
             continue
         actor, packed = out
-        emitted.extend(((actor, start), _canonical(fold)) for start, fold in unpack_folds(packed))
+        emitted.extend(((actor, start), fold) for start, fold in unpack_folds(packed))
     counts = Counter(lines=fn._lines.value, accepted=fn._accepted.value, newest=fn._position.value)
     return emitted, dead, counts
 
 
-def _sorted(emitted):
-    # Folds leave a range grouped per account rather than in creation order; what each holds must match.
-    return sorted(emitted, key=lambda item: (item[0], pickle.dumps(item[1])))
+def _merged(emitted):
+    """Per account and window, its folds merged in the order they left the range, as the merge after the
+    shuffle would: the reference flushes every `max_open` open folds, the reader every MAX_FOLD_ROWS rows,
+    so one window may leave in different pieces; merged, each must hold the same."""
+    merged = {}
+    for key, fold in emitted:
+        if key in merged:
+            merged[key].merge(fold)
+        else:
+            merged[key] = fold
+    return sorted((key, _canonical(fold)) for key, fold in merged.items())
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +133,7 @@ def corpora(tmp_path_factory):
 ])
 def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpora, monkeypatch, range_bytes,
                                                                           block_bytes, block_lines, max_open):
-    monkeypatch.setattr(batch_ingest, "MAX_OPEN_FOLDS", max_open)
+    monkeypatch.setattr(batch_ingest, "MAX_FOLD_ROWS", max_open)
     taken, total = Counter(), Counter()
     for path in corpora:
         size = os.path.getsize(path)
@@ -135,7 +143,7 @@ def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpor
             want_folds, want_dead, want_counts = _per_line(file_range, max_open)
             got_folds, got_dead, got_counts = _blockwise(file_range, block_bytes, block_lines)
             assert got_dead == want_dead, file_range
-            assert _sorted(got_folds) == _sorted(want_folds), file_range
+            assert _merged(got_folds) == _merged(want_folds), file_range
             assert got_counts["lines"] == want_counts["lines"] and got_counts["accepted"] == want_counts["accepted"]
             assert got_counts["newest"] == want_counts["newest"]
             for item in batch_ingest._blocks(file_range, block_bytes, block_lines):
@@ -238,3 +246,28 @@ def test_blocks_hold_exactly_the_lines_of_the_per_line_reader_whatever_the_sizes
                 _, starts, ends = line_bounds(data)
                 got += lines if lines is not None else [data[s:e] for s, e in zip(starts.tolist(), ends.tolist())]
             assert got == list(_lines(file_range)), file_range
+
+
+def test_a_window_past_the_exact_record_limit_folds_as_line_by_line(tmp_path):
+    # The bulk reader's window: its distinct records go past EXACT_LIMIT, so the fold holds a sketch and a
+    # sample; the column fold must give the very sketch the per-line fold builds (and a quiet account beside).
+    from transforms.record_sketches import EXACT_LIMIT
+
+    lines = []
+    for i in range(3 * EXACT_LIMIT):
+        lines.append({"ts": f"2026-03-24T09:0{i % 5}:{i % 60:02d}.{i % 1000:03d}Z", "event_id": f"evt-{i}",
+                      "actor": "acct-bulk", "action": "consult", "record": f"rec-{(i * 7919) % (2 * EXACT_LIMIT)}",
+                      "org": "ft-agence-0001" if i % 2 else "ft-agence-0000", "actor_type": "advisor"})
+        if i % 50 == 0:
+            lines.append(lines[-1])  # redelivered
+            lines.append({"ts": "2026-03-24T09:02:00.000Z", "actor": "acct-quiet", "action": "consult",
+                          "record": f"rec-{i}", "event_id": f"q-{i}"})
+    path = tmp_path / "bulk.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    file_range = FileRange(str(path), 0, 1 << 20)
+    want_folds, _, _ = _per_line(file_range, 200_000)
+    got_folds, _, _ = _blockwise(file_range, 1 << 20, 4096)
+    assert _merged(got_folds) == _merged(want_folds)
+    (bulk,) = [fold for (actor, _), fold in got_folds if actor == "acct-bulk"]
+    assert bulk.records.exact is None and bulk.duplicates == 3 * EXACT_LIMIT // 50 + 1
+    assert bulk.org == "ft-agence-0000"

@@ -35,6 +35,19 @@ _SHARED_CONTRIBUTIONS: Dict[Tuple[int, int, int, int, int], _Contribution] = {}
 _SHARED_LIMIT = 1 << 12
 
 
+def contribution(touched: int, consult: int, search: int, export: int, create: int,
+                 target: Optional[str]) -> _Contribution:
+    """What one event adds to a fold's sums, remembered under its event_id."""
+    if target is not None:
+        return (1, touched, consult, search, export, create, target)
+    shared = _SHARED_CONTRIBUTIONS.get((touched, consult, search, export, create))
+    if shared is None:
+        shared = (1, touched, consult, search, export, create, None)
+        if len(_SHARED_CONTRIBUTIONS) < _SHARED_LIMIT:
+            _SHARED_CONTRIBUTIONS[(touched, consult, search, export, create)] = shared
+    return shared
+
+
 def _first(a: Optional[str], b: Optional[str]) -> Optional[str]:
     # Deterministic whatever the bundle order: the smallest non-empty value wins.
     if a is None:
@@ -107,15 +120,7 @@ class ActivityFold:
             if event_id in by_id:
                 sums[_DUPLICATES] += 1
                 return
-            if target is None:
-                shared = _SHARED_CONTRIBUTIONS.get((touched, consult, search, export, create))
-                if shared is None:
-                    shared = (1, touched, consult, search, export, create, None)
-                    if len(_SHARED_CONTRIBUTIONS) < _SHARED_LIMIT:
-                        _SHARED_CONTRIBUTIONS[(touched, consult, search, export, create)] = shared
-                by_id[event_id] = shared
-            else:
-                by_id[event_id] = (1, touched, consult, search, export, create, target)
+            by_id[event_id] = contribution(touched, consult, search, export, create, target)
         sums[_EVENTS] += 1
         sums[_TOUCHED] += touched
         sums[_CONSULTS] += consult

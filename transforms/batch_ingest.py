@@ -5,10 +5,10 @@ line an element spends most of its time in the runner. Here one element is a
 byte range of a file (32 MiB, or a whole compressed file): its lines are read
 in blocks of a few MiB, validated a block at a time (pyarrow parses, numpy
 checks: transforms/block_parsing.py, which hands every line it cannot prove
-clean back to the per-line parser, in its place), and folded into one
-`ActivityFold` per account and window in file order; only the folds — one
-element per account and range, holding all its windows — and the dead letters
-become elements.
+clean back to the per-line parser, in its place), and folded per account and
+window column by column (transforms/column_fold.py), as `ActivityFold` would
+line by line; only the folds — one element per account and range, holding all
+its windows — and the dead letters become elements.
 
 Validation, dead-letter reasons and counters are exactly those of
 `transforms/read_events.py`; a range owns every line that starts inside it, so
@@ -17,7 +17,7 @@ ranges never lose or repeat a line.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, NamedTuple, Tuple
+from typing import Dict, Iterable, NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -27,9 +27,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from schemas.dead_letter import UNREADABLE_FILE, DeadLetter
-from transforms.account_windows import ActivityFold
-from transforms.batch_windows import pack_folds
-from transforms.block_parsing import parse_block
+from transforms.block_parsing import parse_block_columns
+from transforms.column_fold import RangeRows
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 from transforms.gc_pause import paused_gc
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE, Unreadable
@@ -38,8 +37,8 @@ RANGE_BYTES = 32 << 20
 # Lines are validated in blocks of about this size (transforms/block_parsing.py).
 BLOCK_BYTES = 1 << 20
 BLOCK_LINES = 4096  # a compressed file's lines come one by one: blocks of this many
-# Flush folds early when a range holds this many account-windows, to bound memory.
-MAX_OPEN_FOLDS = 200_000
+# Fold a range's rows early once it holds this many, to bound memory (a whole .gz file is one range).
+MAX_FOLD_ROWS = 1 << 19
 
 
 class FileRange(NamedTuple):
@@ -177,7 +176,7 @@ def _check_complete(handle) -> None:
 
 
 class _FoldRange(beam.DoFn):
-    """One file range -> (actor, packed [(window_start_ms, ActivityFold), ...]) per account, plus dead letters."""
+    """One file range -> (actor, its windows' folds packed by `batch_windows.pack_columns`), plus dead letters."""
 
     def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES,
                  block_lines: int = BLOCK_LINES):
@@ -194,24 +193,13 @@ class _FoldRange(beam.DoFn):
         self._by_reason: Dict[str, object] = {}
         self._newest_ms = 0  # across ranges: the position gauge never moves back
 
-    def _emit(self, folds: Dict[Tuple[str, int], ActivityFold]):
-        by_actor: Dict[str, list] = {}
-        for (actor, window_start_ms), fold in folds.items():
-            windows = by_actor.get(actor)
-            if windows is None:
-                windows = by_actor[actor] = []
-            windows.append((window_start_ms, fold))
-        folds.clear()
-        for actor, windows in by_actor.items():
-            yield actor, pack_folds(windows)
-
     def process(self, file_range: FileRange):
         with paused_gc():
             yield from self._fold(file_range)
 
     def _fold(self, file_range: FileRange):
         window_ms, mapping = self._window_ms, self._mapping
-        folds: Dict[Tuple[str, int], ActivityFold] = {}
+        rows = RangeRows()
         lines = accepted = 0
         rejected: Dict[str, int] = {}
         newest = self._newest_ms
@@ -221,39 +209,31 @@ class _FoldRange(beam.DoFn):
                 rejected[UNREADABLE_FILE] = rejected.get(UNREADABLE_FILE, 0) + 1
                 yield pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(UNREADABLE_FILE, item.detail, file_range.path, b""))
                 continue
-            block = parse_block(item[0], window_ms, item[1])
+            block = parse_block_columns(item[0], window_ms, item[1])
             lines += len(block.fallback)
             newest = max(newest, block.newest_ms)
-            # In line order, whichever parser read the row: a fold sees its events in file order.
-            for raw, window_start, actor, action, count, record, target, org, actor_type, event_id in zip(
-                    block.fallback, block.window_start, block.actor, block.action, block.count, block.record,
-                    block.target, block.org, block.actor_type, block.event_id):
-                if raw is not None:
-                    try:
-                        event = parse_event_line(raw, mapping)
-                    except Rejected as rejection:
-                        rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
-                        yield pvalue.TaggedOutput(
-                            DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, file_range.path, raw)
-                        )
-                        continue
-                    ts = event.ts_ms
-                    if ts > newest:
-                        newest = ts
-                    window_start = ts - ts % window_ms
-                    actor, action, count, record, target, org, actor_type, event_id = (
-                        event.actor, event.action, event.count, event.record, event.target, event.org,
-                        event.actor_type, event.event_id)
+            first_line = rows.add_block(block)
+            accepted += int(block.taken.sum())
+            # The lines the block parser left, read one by one; a row keeps its line's place in the fold.
+            for at, raw in enumerate(block.fallback):
+                if raw is None:
+                    continue
+                try:
+                    event = parse_event_line(raw, mapping)
+                except Rejected as rejection:
+                    rejected[rejection.reason] = rejected.get(rejection.reason, 0) + 1
+                    yield pvalue.TaggedOutput(
+                        DEAD_LETTER_TAG, DeadLetter(rejection.reason, rejection.detail, file_range.path, raw)
+                    )
+                    continue
                 accepted += 1
-                key = (actor, window_start)
-                fold = folds.get(key)
-                if fold is None:
-                    if len(folds) >= MAX_OPEN_FOLDS:
-                        yield from self._emit(folds)
-                    fold = folds[key] = ActivityFold()
-                fold.add(action, count, record, target, org, actor_type, event_id)
+                ts = event.ts_ms
+                newest = max(newest, ts)
+                rows.add_event(first_line + at, ts - ts % window_ms, event)
+            if rows.size >= MAX_FOLD_ROWS:
+                yield from rows.fold()
         self._newest_ms = newest
-        yield from self._emit(folds)
+        yield from rows.fold()
         self._report(lines, accepted, rejected)
 
     def _report(self, lines: int, accepted: int, rejected: Dict[str, int]) -> None:

@@ -21,17 +21,23 @@ from transforms.group_model import group_key
 
 
 def pack_folds(windows: Sequence[Tuple[int, ActivityFold]]) -> bytes:
-    """One account's folds of one range as one element: column by column, pickled once.
+    """One account's folds of one range as one element (`pack_columns`)."""
+    return pack_columns([start for start, _ in windows], [fold.sums for _, fold in windows],
+                        [fold.by_id for _, fold in windows], [fold.created for _, fold in windows],
+                        [fold.records.__getstate__() for _, fold in windows], [fold.org for _, fold in windows],
+                        [fold.actor_type for _, fold in windows])
+
+
+def pack_columns(starts: list, sums: list, by_ids: list, created: list, records_states: list, orgs: list,
+                 actor_types: list) -> bytes:
+    """One account's windows of one range as one element: column by column, pickled once.
 
     Columns of plain values (lists, dicts, sets) rather than a list of fold objects: pickle then
     writes no class reference and calls no `__setstate__` per window, and most windows (those a single
     range holds whole) are turned into activities without ever becoming a fold again.
     """
-    return pickle.dumps(
-        ([start for start, _ in windows], [fold.sums for _, fold in windows], [fold.by_id for _, fold in windows],
-         [fold.created for _, fold in windows], [fold.records.__getstate__() for _, fold in windows],
-         [fold.org for _, fold in windows], [fold.actor_type for _, fold in windows]),
-        protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((starts, sums, by_ids, created, records_states, orgs, actor_types),
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:

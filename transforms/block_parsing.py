@@ -298,7 +298,20 @@ def _validate(table: pa.Table, window_ms: int):
     return valid, ms - ms % window_ms, ms, counts
 
 
-def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None) -> Block:
+class ColumnBlock(NamedTuple):
+    """A block's rows as columns. Row i was validated here when `taken[i]`; else `fallback[i]` is its raw line,
+    for the per-line parser. `table` holds every row (nulls where pyarrow refused one); the numpy columns are
+    meaningful where taken."""
+
+    fallback: List[Optional[bytes]]
+    taken: np.ndarray
+    table: Optional[pa.Table]
+    window_start: np.ndarray
+    count: np.ndarray
+    newest_ms: int
+
+
+def parse_block_columns(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None) -> ColumnBlock:
     """The rows of `data` (whole lines), each either validated here or left to the per-line parser.
 
     `lines`, when given, are the lines as a reader already yielded them (line endings gone) and `data`
@@ -327,7 +340,8 @@ def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None
 
     newest = 0
     taken = np.zeros(n, dtype=bool)
-    columns = {}
+    table = None
+    window_starts = counts = np.zeros(n, dtype=np.int64)
     if n:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         valid, window_starts, ms, counts = _validate(table, window_ms)
@@ -335,14 +349,6 @@ def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None
         taken = valid
         if valid.any():
             newest = int(ms[valid].max())
-        columns["window_start"] = window_starts.tolist()
-        columns["count"] = counts.tolist()
-        for name in ("actor", "action", "org", "actor_type"):
-            columns[name] = _strings(table.column(name), few=True)
-        for name in ("record", "target", "event_id"):
-            columns[name] = _strings(table.column(name), few=False)
-    else:
-        columns = {name: [] for name in ("window_start", "count", "actor", "action") + FOLDED_TEXT_FIELDS}
     fallback: List[Optional[bytes]] = [None] * n
     left = np.flatnonzero(~taken).tolist()
     if lines is not None:
@@ -352,6 +358,19 @@ def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None
         line_starts, line_ends = starts[left].tolist(), ends[left].tolist()
         for i, start, end in zip(left, line_starts, line_ends):
             fallback[i] = data[start:end]
-    return Block(fallback, columns["window_start"], columns["actor"], columns["action"], columns["count"],
-                 columns["record"], columns["target"], columns["org"], columns["actor_type"], columns["event_id"],
-                 newest)
+    return ColumnBlock(fallback, taken, table, window_starts, counts, newest)
+
+
+def parse_block(data: bytes, window_ms: int, lines: Optional[List[bytes]] = None) -> Block:
+    """`parse_block_columns`, its columns as Python lists: the values the per-line parser would read."""
+    block = parse_block_columns(data, window_ms, lines)
+    if block.table is None:
+        columns = {name: [] for name in ("actor", "action") + FOLDED_TEXT_FIELDS}
+    else:
+        columns = {name: _strings(block.table.column(name), few=True) for name in ("actor", "action", "org",
+                                                                                   "actor_type")}
+        columns.update({name: _strings(block.table.column(name), few=False) for name in ("record", "target",
+                                                                                        "event_id")})
+    return Block(block.fallback, block.window_start.tolist(), columns["actor"], columns["action"],
+                 block.count.tolist(), columns["record"], columns["target"], columns["org"], columns["actor_type"],
+                 columns["event_id"], block.newest_ms)
