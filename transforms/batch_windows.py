@@ -20,23 +20,60 @@ from transforms.gc_pause import paused_gc
 from transforms.group_model import group_key
 
 
+def pack_event_ids(ids: List[str], contributions: list):
+    """A window's `by_id` as it crosses the shuffle.
+
+    Only a window split between ranges needs it again, so it travels as few objects as possible: its
+    ids joined in one string, with their contributions, or the one contribution they all share (most
+    windows: only consults). A dict as it is when an id holds a newline (the per-line parser reads
+    JSON escapes); None when there are no ids.
+    """
+    if not ids:
+        return None
+    joined = "\n".join(ids)
+    if joined.count("\n") != len(ids) - 1:
+        return dict(zip(ids, contributions))
+    first = contributions[0]
+    return joined, first if contributions.count(first) == len(contributions) else contributions
+
+
+def event_ids_of(packed) -> dict:
+    """`pack_event_ids`'s window, as `by_id` again."""
+    if packed is None:
+        return {}
+    if isinstance(packed, dict):
+        return packed
+    joined, contributions = packed
+    ids = joined.split("\n")
+    if isinstance(contributions, tuple):
+        return dict.fromkeys(ids, contributions)
+    return dict(zip(ids, contributions))
+
+
+def _fold_of(row) -> ActivityFold:
+    sums, packed_ids, *rest = row
+    return ActivityFold.from_row(sums, event_ids_of(packed_ids), *rest)
+
+
 def pack_folds(windows: Sequence[Tuple[int, ActivityFold]]) -> bytes:
     """One account's folds of one range as one element (`pack_columns`)."""
     return pack_columns([start for start, _ in windows], [fold.sums for _, fold in windows],
-                        [fold.by_id for _, fold in windows], [fold.created for _, fold in windows],
+                        [pack_event_ids(list(fold.by_id), list(fold.by_id.values())) for _, fold in windows],
+                        [fold.created for _, fold in windows],
                         [fold.records.__getstate__() for _, fold in windows], [fold.org for _, fold in windows],
                         [fold.actor_type for _, fold in windows])
 
 
-def pack_columns(starts: list, sums: list, by_ids: list, created: list, records_states: list, orgs: list,
+def pack_columns(starts: list, sums: list, packed_ids: list, created: list, records_states: list, orgs: list,
                  actor_types: list) -> bytes:
     """One account's windows of one range as one element: column by column, pickled once.
 
-    Columns of plain values (lists, dicts, sets) rather than a list of fold objects: pickle then
+    Columns of plain values (lists, sets, strings) rather than a list of fold objects: pickle then
     writes no class reference and calls no `__setstate__` per window, and most windows (those a single
-    range holds whole) are turned into activities without ever becoming a fold again.
+    range holds whole) are turned into activities without ever becoming a fold again, their event ids
+    (`pack_event_ids`) never read.
     """
-    return pickle.dumps((starts, sums, by_ids, created, records_states, orgs, actor_types),
+    return pickle.dumps((starts, sums, packed_ids, created, records_states, orgs, actor_types),
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -44,7 +81,7 @@ def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:
     """`pack_folds`'s windows, as folds again."""
     starts, *columns = pickle.loads(packed)
     for start, row in zip(starts, zip(*columns)):
-        yield start, ActivityFold.from_row(*row)
+        yield start, _fold_of(row)
 
 
 class _MergeAccountFolds(beam.DoFn):
@@ -67,8 +104,8 @@ class _MergeAccountFolds(beam.DoFn):
                     merged[start] = row
                     continue
                 if not isinstance(seen, ActivityFold):
-                    seen = merged[start] = ActivityFold.from_row(*seen)
-                seen.merge(ActivityFold.from_row(*row))
+                    seen = merged[start] = _fold_of(seen)
+                seen.merge(_fold_of(row))
         window_ms = self._window_ms
         by_group: Dict[str, List[AccountActivity]] = {}
         for start, item in merged.items():

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from schemas.event import AccessEvent
 from transforms.account_windows import _KIND_FLAGS, _NO_KIND, contribution
-from transforms.batch_windows import pack_columns
+from transforms.batch_windows import pack_columns, pack_event_ids
 from transforms.block_parsing import ColumnBlock
 from transforms.record_sketches import EXACT_LIMIT, DistinctRecords
 
@@ -180,7 +180,7 @@ def _fold(table: pa.Table) -> Iterator[Tuple[str, bytes]]:
         column_by_id, column_created, column_records = [], [], []
         for w in range(first, last):
             a, b = id_bounds[w], id_bounds[w + 1]
-            column_by_id.append(dict(zip(ids[a:b], contributions[a:b])))
+            column_by_id.append(pack_event_ids(ids[a:b], contributions[a:b]))
             a, b = target_bounds[w], target_bounds[w + 1]
             column_created.append(set(target_values[a:b]) if b > a else set())
             a, b = record_bounds[w], record_bounds[w + 1]
