@@ -10,6 +10,8 @@ organisation a window belongs to is only known once all its events are in.
 from __future__ import annotations
 
 import pickle
+import zlib
+from itertools import repeat
 from typing import Dict, Iterator, List, Sequence, Tuple
 
 import apache_beam as beam
@@ -50,9 +52,31 @@ def event_ids_of(packed) -> dict:
     return dict(zip(ids, contributions))
 
 
+class _EventIdsColumn:
+    """A pack's event-id column, decompressed the first time a window split between ranges needs it."""
+
+    __slots__ = ("_blob", "_column")
+
+    def __init__(self, blob: bytes):
+        self._blob = blob
+        self._column = None
+
+    def __getitem__(self, window: int):
+        if self._column is None:
+            self._column = pickle.loads(zlib.decompress(self._blob))
+        return self._column[window]
+
+
+def _rows(packed: bytes) -> Iterator[Tuple[int, tuple]]:
+    """(window start, (sums, (event-id column, index), created, records state, org, actor type)) per window."""
+    starts, sums, ids_blob, *rest = pickle.loads(packed)
+    ids = _EventIdsColumn(ids_blob)
+    return zip(starts, zip(sums, zip(repeat(ids), range(len(starts))), *rest))
+
+
 def _fold_of(row) -> ActivityFold:
-    sums, packed_ids, *rest = row
-    return ActivityFold.from_row(sums, event_ids_of(packed_ids), *rest)
+    sums, (ids, window), *rest = row
+    return ActivityFold.from_row(sums, event_ids_of(ids[window]), *rest)
 
 
 def pack_folds(windows: Sequence[Tuple[int, ActivityFold]]) -> bytes:
@@ -70,17 +94,18 @@ def pack_columns(starts: list, sums: list, packed_ids: list, created: list, reco
 
     Columns of plain values (lists, sets, strings) rather than a list of fold objects: pickle then
     writes no class reference and calls no `__setstate__` per window, and most windows (those a single
-    range holds whole) are turned into activities without ever becoming a fold again, their event ids
-    (`pack_event_ids`) never read.
+    range holds whole) are turned into activities without ever becoming a fold again. Their event ids
+    (`pack_event_ids`) are never read: that column, a third of the bytes and alike from line to line,
+    crosses the shuffle compressed, and is opened only for a window split between ranges.
     """
-    return pickle.dumps((starts, sums, packed_ids, created, records_states, orgs, actor_types),
+    ids_blob = zlib.compress(pickle.dumps(packed_ids, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return pickle.dumps((starts, sums, ids_blob, created, records_states, orgs, actor_types),
                         protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:
     """`pack_folds`'s windows, as folds again."""
-    starts, *columns = pickle.loads(packed)
-    for start, row in zip(starts, zip(*columns)):
+    for start, row in _rows(packed):
         yield start, _fold_of(row)
 
 
@@ -97,8 +122,7 @@ class _MergeAccountFolds(beam.DoFn):
         # window start -> its one row as packed, or the fold its rows from several ranges were merged into
         merged: Dict[int, object] = {}
         for packed in parts:
-            starts, *columns = pickle.loads(packed)
-            for start, row in zip(starts, zip(*columns)):
+            for start, row in _rows(packed):
                 seen = merged.get(start)
                 if seen is None:
                     merged[start] = row
