@@ -35,6 +35,11 @@ _SHARED_CONTRIBUTIONS: Dict[Tuple[int, int, int, int, int], _Contribution] = {}
 _SHARED_LIMIT = 1 << 12
 
 
+def kind_flags(action: str) -> Tuple[int, int, int, int]:
+    """(consult, search, export, account_create) of an action, each 0 or 1; all 0 for any other action."""
+    return _KIND_FLAGS.get(action, _NO_KIND)
+
+
 def contribution(touched: int, consult: int, search: int, export: int, create: int,
                  target: Optional[str]) -> _Contribution:
     """What one event adds to a fold's sums, remembered under its event_id."""

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.event import AccessEvent
-from transforms.account_windows import _KIND_FLAGS, _NO_KIND, contribution
+from transforms.account_windows import contribution, kind_flags
 from transforms.batch_windows import pack_columns, pack_event_ids
 from transforms.block_parsing import ColumnBlock
 from transforms.record_sketches import EXACT_LIMIT, DistinctRecords
@@ -137,7 +137,7 @@ def _fold(table: pa.Table) -> Iterator[Tuple[str, bytes]]:
     count = table.column("count").to_numpy()
 
     action_codes, actions = _codes(table.column("action"))
-    kinds = np.array([_KIND_FLAGS.get(action, _NO_KIND) for action in actions], dtype=np.int64).reshape(-1, 4)
+    kinds = np.array([kind_flags(action) for action in actions], dtype=np.int64).reshape(-1, 4)
     consult, search, export, create = kinds[action_codes].T
     bulk_kind = (search | export).astype(bool)
     touched = np.where(consult == 1, 1, np.where(bulk_kind, count, 0))
