@@ -17,6 +17,10 @@ One run measures, on reproducible simulated files (reused when their parameters 
   (same events, each actor's events spread over N sub-accounts by a hash of event_id).
 
 Target of issue 6: detect >= 30% of the plain-Python rate; memory growing with accounts, not events.
+`BENCH_FLINK_RATES=500,1000,2000` adds the streaming rows: demo-flink's simulation (two weeks of 80
+accounts) streamed through Kafka into detection on a Flink session cluster at each rate, with
+throughput and alert latency
+(pipelines/bench_flink.py; about 3 minutes per rate).
 `BENCH_SCALE=small` runs the same on ~130k events for a quick look. BENCH_BUDGET (seconds, default
 1080) skips a scaling row projected to overrun it, and says so. `--profile`: cProfile of one detect run.
 """
@@ -360,6 +364,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "for that file, one per core for large inputs)")
     parser.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_BUDGET", "1080")),
                         help="seconds: skip scaling rows projected to overrun it (0: no limit)")
+    parser.add_argument("--flink-rates", default=os.environ.get("BENCH_FLINK_RATES", ""),
+                        help="offered events/s, comma-separated: stream demo-flink's simulation through Kafka into "
+                             "detection on a Flink session cluster at each (pipelines/bench_flink.py); none by default")
+    parser.add_argument("--flink-events", type=int, default=int(os.environ.get("BENCH_FLINK_EVENTS", "60000")),
+                        help="events streamed per Flink rate")
     parser.add_argument("--profile", action="store_true",
                         help="only profile `guetteur detect` (cProfile) on the x1 file of this scale; no table")
     args = parser.parse_args(argv)
@@ -412,6 +421,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows.append(measure_row(ONE_PROCESS_ROW, base, args.guetteur, os.path.join(runs, "x1-one-process"), 1))
         print(format_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     state = None if args.no_train else state_per_account(args.guetteur, base, os.path.join(runs, "train"))
+    streaming = []
+    if args.flink_rates:
+        from pipelines import bench_flink
+
+        rates = [float(rate) for rate in args.flink_rates.split(",")]
+        print(f"bench: Flink from Kafka at {args.flink_rates} events/s, {args.flink_events:,} events each",
+              file=sys.stderr, flush=True)
+        streaming = bench_flink.measure(rates, args.flink_events, os.path.join(runs, "flink"))
     report = {
         "scale": args.scale,
         "simulation": params,
@@ -419,6 +436,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "skipped_rows": skipped,
         "state_per_account": state,
         "rss_per_account": rss_per_account(rows),
+        "streaming_on_flink": streaming,
         "verdict": verdict(rows),
         "notes": [
             "plain = orjson.loads + datetime.fromisoformat + dict count per (actor, 5-min window), one Python thread; "
@@ -451,6 +469,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{v['rss_accounts_max_over_x1'] or float('nan'):.2f}")
     if v["ratio_x1_one_process"] is not None:
         print(f"in one process: {v['ratio_x1_one_process']:.1%} of one plain-Python thread")
+    if streaming:
+        from pipelines import bench_flink
+
+        print(bench_flink.format_table(streaming))
     print(f"bench: {report['total_seconds']:.0f} s in all -> {os.path.join(work, 'report.json')}")
     return 0
 
