@@ -19,8 +19,7 @@ One run measures, on reproducible simulated files (reused when their parameters 
 Target of issue 6: detect >= 30% of the plain-Python rate; memory growing with accounts, not events.
 `BENCH_FLINK_RATES=500,1000,2000` adds the streaming rows: demo-flink's simulation (two weeks of 80
 accounts) streamed through Kafka into detection on a Flink session cluster at each rate, with
-throughput and alert latency
-(pipelines/bench_flink.py; about 3 minutes per rate).
+throughput and alert latency (pipelines/bench_flink.py; about 3 minutes per rate).
 `BENCH_SCALE=small` runs the same on ~130k events for a quick look. BENCH_BUDGET (seconds, default
 1080) skips a scaling row projected to overrun it, and says so. `--profile`: cProfile of one detect run.
 """
