@@ -9,6 +9,7 @@ arrive sorted, shuffled, in one batch or as a stream.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Dict, Optional
 
 import apache_beam as beam
@@ -65,9 +66,12 @@ class _DetectionCounters:
         counter.inc()
 
 
+_EVENT_TIME_ORDER = attrgetter("window_start_ms", "late", "actor")
+
+
 def _replay(model: GroupModel, activities, counters: _DetectionCounters):
     """Score windows in event-time order; yields the alerts."""
-    ordered = sorted(activities, key=lambda a: (a.window_start_ms, a.late, a.actor))
+    ordered = sorted(activities, key=_EVENT_TIME_ORDER)
     counters.scored(ordered)
     for activity in ordered:
         for alert in model.step(activity):

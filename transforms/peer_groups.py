@@ -53,6 +53,7 @@ class PeerGroup:
         self._hours_source: Dict[Optional[str], str] = {}
         self._lift_at: Tuple[int, float] = (-1, 1.0)
         self._day_lift_at: Tuple[int, float] = (-1, 1.0)
+        self._hourly_floors: Dict[Optional[str], float] = {}
 
     def _new_day(self, window_end_ms: int) -> None:
         day = (window_end_ms - 1) // MS_PER_DAY
@@ -114,8 +115,11 @@ class PeerGroup:
         the caller has asked `off_hours` first, as ScoringContext does.)
         """
         self.org_lift(window_end_ms)
+        self._new_day(window_end_ms)
+        peaks, actor_type = self._peaks, model.actor_type
         for slot in _VOLUME_SLOTS:
-            self.peer_peak(model, slot, window_end_ms)
+            if (actor_type, slot) not in peaks:  # else peer_peak would only read it back
+                self.peer_peak(model, slot, window_end_ms)
 
     def worked(self, model: AccountModel) -> None:
         """`model` just added a window: it counts for the organisation's lift for the next hour."""
@@ -130,14 +134,17 @@ class PeerGroup:
         idle = []
         self._newest_end_ms = max(self._newest_end_ms, window_end_ms)
         forget_before = self._newest_end_ms - self._forget_after_ms
+        hour_ago = window_end_ms - MS_PER_HOUR
+        trust_days = volume.trust_days
         for actor, model in self._recent.items():
-            if not model.active_within(window_end_ms, MS_PER_HOUR):
-                if not model.recent or model.recent[-1].start_ms < forget_before:
+            recent = model.recent
+            if not recent or recent[-1].start_ms < hour_ago:  # not active within the hour
+                if not recent or recent[-1].start_ms < forget_before:
                     idle.append(actor)  # back in when it next works
                 continue
-            if model.history_days < volume.trust_days:
+            if model.history_days < trust_days:
                 continue
-            ordinary = max(model.typical_1h, self.config.role_prior(model.actor_type).records_1h / 10)
+            ordinary = max(model.typical_1h, self._hourly_floor(model.actor_type))
             ratios.append(model.hour_sum(RECORDS, window_end_ms) / ordinary)
         # One account's surge must not lift its own threshold: it takes most of the organisation,
         # well beyond an ordinary hour's swing, to be a collectively busy day.
@@ -148,6 +155,13 @@ class PeerGroup:
             del self._recent[actor]
         self._lift_at = (window_end_ms, lift)
         return lift
+
+    def _hourly_floor(self, actor_type: Optional[str]) -> float:
+        """The least ordinary hour the lift assumes of a role: a tenth of its prior's hour."""
+        floor = self._hourly_floors.get(actor_type)
+        if floor is None:
+            floor = self._hourly_floors[actor_type] = self.config.role_prior(actor_type).records_1h / 10
+        return floor
 
     def org_day_lift(self, window_end_ms: int) -> float:
         """How much faster than its ordinary pace most of the organisation has worked today (>= 1).
