@@ -84,7 +84,7 @@ class ActivityFold:
     @classmethod
     def from_row(cls, sums: list, by_id: dict, created: set, records_state: tuple, org: Optional[str],
                  actor_type: Optional[str]) -> "ActivityFold":
-        """A fold from its fields as `batch_windows.pack_folds` writes them (the records as their state)."""
+        """A fold from the fields `batch_windows.pack_columns` carries (the records as their state, by_id unpacked)."""
         fold = cls.__new__(cls)
         records = DistinctRecords.__new__(DistinctRecords)
         records.__setstate__(records_state)
@@ -168,7 +168,7 @@ class ActivityFold:
 
 def activity_of(actor: str, window_start_ms: int, window_end_ms: int, sums: list, created: set, records_state: tuple,
                 org: Optional[str], actor_type: Optional[str]) -> AccountActivity:
-    """The activity of a fold given as its packed fields (`batch_windows.pack_folds`), without making it a fold."""
+    """The activity of a fold given as its packed fields (`batch_windows.pack_columns`), without making it a fold."""
     exact = records_state[0]
     if exact is not None:
         distinct, sample = len(exact), DistinctRecords.sample_of(exact)

@@ -144,7 +144,7 @@ class _MergeAccountFolds(beam.DoFn):
 
 
 class MergeRangeFolds(beam.PTransform):
-    """(actor, pack_folds([(window_start_ms, ActivityFold), ...])) per range -> (group, packed AccountActivities).
+    """(actor, its windows of one range as `pack_columns` packs them) -> (group, packed AccountActivities).
 
     A window held whole by one range is read from its packed row as it is; only one split between
     ranges (or files) is made a fold again and merged, its duplicates across them counted once.
