@@ -434,3 +434,30 @@ def test_a_window_left_unscored_asks_the_organisation_what_a_scored_one_asks():
         memories.append((dict(peers._peaks), dict(peers._hours), peers._lift_at, sorted(peers._recent)))
     assert memories[0][0] and memories[0][2][0] == at + WINDOW  # something was asked and remembered
     assert memories[1] == memories[0]
+
+
+def test_hour_sums_kept_as_the_hour_moves_equal_a_sum_over_the_days_points():
+    """The hour's sums are kept and moved forward; late points, ends asked out of order and ends before
+    points already kept must still give the sums of the day's points in [end - 1 h, end)."""
+    from schemas.baseline import WindowPoint
+    from transforms.account_model import AccountModel
+
+    def summed(model, since, end):
+        return [sum(p[1 + m] for p in model.recent if since <= p.start_ms < end) for m in range(4)]
+
+    rng = random.Random(20261123)
+    for _ in range(40):
+        model = AccountModel("acct-h", "org-h", "advisor")
+        start = MONDAY_MS
+        for _ in range(300):
+            start += rng.choice([WINDOW, WINDOW, WINDOW, 2 * WINDOW, 7 * WINDOW, 300 * WINDOW])
+            late = rng.random() < 0.1
+            at = start - rng.randrange(1, 30) * WINDOW if late else start
+            point = WindowPoint(at, rng.randrange(50), rng.randrange(5), rng.randrange(2), rng.randrange(9))
+            model.add_point(point, start + WINDOW)
+            # The end its window starts at (it must not count yet), its own end, any end within 100 minutes.
+            for end in (start, start + WINDOW, start + WINDOW + rng.randrange(-20, 20) * WINDOW):
+                assert model.hour_sums(end) == summed(model, end - MS_PER_HOUR, end)
+                measure = rng.randrange(4)
+                assert model.hour_sum(measure, end) == summed(model, end - MS_PER_HOUR, end)[measure]
+                assert model.hour_sum(measure, end, 3 * MS_PER_HOUR) == summed(model, end - 3 * MS_PER_HOUR, end)[measure]

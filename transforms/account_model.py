@@ -24,7 +24,7 @@ class AccountModel:
     __slots__ = (
         "actor", "group", "actor_type", "_active_days", "history_days", "current_day", "last_window_end_ms", "peaks",
         "day_start_peaks", "typical_1h", "pace_today", "hours_seen", "hours_pending", "hours_today", "portfolio", "created_by", "created_at_ms", "recent", "day_sums",
-        "children", "incidents",
+        "children", "incidents", "_hour", "_hour_sums", "_hour_since",
     )
 
     def __init__(self, actor: str, group: str, actor_type: Optional[str]):
@@ -46,6 +46,11 @@ class AccountModel:
         self.created_at_ms = 0
         self.recent: Deque[WindowPoint] = deque()  # ordered by start_ms, the last day only
         self.day_sums = [0, 0, 0, 0]  # sums of `recent`, per WindowPoint measure
+        # The points starting at or after `_hour_since`, and their sums: the last hour as last asked.
+        # None until asked, and again after a late point was inserted out of order.
+        self._hour: Optional[Deque[WindowPoint]] = None
+        self._hour_sums = [0, 0, 0, 0]
+        self._hour_since = 0
         self.children: List[str] = []
         self.incidents: Dict[str, OpenIncident] = {}
 
@@ -130,8 +135,17 @@ class AccountModel:
             points = list(recent)
             bisect.insort(points, point, key=lambda p: p.start_ms)
             self.recent = deque(points)
+            self._hour = None
         else:
             recent.append(point)
+            hour = self._hour
+            if hour is not None and point.start_ms >= self._hour_since:
+                hour.append(point)
+                sums = self._hour_sums
+                sums[0] += point[1]
+                sums[1] += point[2]
+                sums[2] += point[3]
+                sums[3] += point[4]
         for measure in range(4):
             self.day_sums[measure] += point[1 + measure]
 
@@ -148,18 +162,41 @@ class AccountModel:
 
     def hour_sum(self, measure: int, window_end_ms: int, span_ms: int = MS_PER_HOUR) -> int:
         """Sum of `measure` over the windows starting in [end - span, end) (span at most a day)."""
-        since = window_end_ms - span_ms
-        total = 0
-        for point in reversed(self.recent):
-            if point.start_ms < since:
-                break
-            if point.start_ms < window_end_ms:
-                total += point[1 + measure]
-        return total
+        if span_ms == MS_PER_HOUR:
+            return self.hour_sums(window_end_ms)[measure]
+        return self._scan(window_end_ms - span_ms, window_end_ms)[measure]
 
     def hour_sums(self, window_end_ms: int) -> List[int]:
-        """Every measure summed over the hour ending at `window_end_ms`, in one pass."""
+        """Every measure summed over the hour ending at `window_end_ms`.
+
+        Asked for every window, and for every active colleague at every new window end (the
+        organisation's lift), with ends that only move forward in a replay: the hour's points are
+        kept, and the hour moves by dropping the points it leaves. An end further back (a late
+        window), or one before points already kept, is summed from the day's points.
+        """
         since = window_end_ms - MS_PER_HOUR
+        hour = self._hour
+        if hour is None or since < self._hour_since:
+            if hour is not None:
+                return self._scan(since, window_end_ms)
+            hour = self._hour = deque(p for p in self.recent if p.start_ms >= since)
+            self._hour_sums = [sum(p[1 + measure] for p in hour) for measure in range(4)]
+            self._hour_since = since
+        elif since > self._hour_since:
+            sums = self._hour_sums
+            while hour and hour[0].start_ms < since:
+                old = hour.popleft()
+                sums[0] -= old[1]
+                sums[1] -= old[2]
+                sums[2] -= old[3]
+                sums[3] -= old[4]
+            self._hour_since = since
+        if hour and hour[-1].start_ms >= window_end_ms:
+            return self._scan(since, window_end_ms)
+        return list(self._hour_sums)
+
+    def _scan(self, since: int, window_end_ms: int) -> List[int]:
+        """Every measure summed over the day's points starting in [since, window_end_ms)."""
         sums = [0, 0, 0, 0]
         for point in reversed(self.recent):
             start = point.start_ms
