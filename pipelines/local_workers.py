@@ -13,10 +13,9 @@ import os
 import sys
 from typing import List, Optional
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.batch_ingest import RANGE_BYTES
+from transforms.batch_ingest import split_file
 
 # Below two ranges' worth of input the worker start-up costs more than a second core gives.
 MIN_PARALLEL_RANGES = 2
@@ -24,13 +23,8 @@ MIN_PARALLEL_RANGES = 2
 
 def input_ranges(pattern: str) -> int:
     """How many ranges `transforms/batch_ingest.py` cuts the matched files into (a compressed file is one)."""
-    ranges = 0
-    for metadata in FileSystems.match([pattern])[0].metadata_list:
-        if CompressionTypes.detect_compression_type(metadata.path) != CompressionTypes.UNCOMPRESSED:
-            ranges += 1
-        else:
-            ranges += max(1, -(-metadata.size_in_bytes // RANGE_BYTES))
-    return ranges
+    return sum(len(split_file(metadata.path, metadata.size_in_bytes))
+               for metadata in FileSystems.match([pattern])[0].metadata_list)
 
 
 def default_workers(pattern: str, cores: Optional[int] = None) -> int:

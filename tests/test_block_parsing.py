@@ -25,7 +25,7 @@ from pipelines import chaos
 from schemas.dead_letter import UNREADABLE_FILE, DeadLetter
 from transforms import batch_ingest
 from transforms.account_windows import ActivityFold
-from transforms.batch_ingest import FileRange, Unreadable, _FoldRange, _lines
+from transforms.batch_ingest import FileRange, Unreadable, _FoldRange, _lines, split_file
 from transforms.batch_windows import unpack_folds
 from transforms.block_parsing import parse_block
 from transforms.event_parsing import DEFAULT_MAPPING, Rejected, parse_event_line
@@ -137,8 +137,7 @@ def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpor
     taken, total = Counter(), Counter()
     for path in corpora:
         size = os.path.getsize(path)
-        ranges = ([FileRange(str(path), 0, -1)] if str(path).endswith(".gz")
-                  else [FileRange(str(path), s, s + range_bytes) for s in range(0, max(size, 1), range_bytes)])
+        ranges = split_file(str(path), size, range_bytes)
         for file_range in ranges:
             want_folds, want_dead, want_counts = _per_line(file_range, max_open)
             got_folds, got_dead, got_counts = _blockwise(file_range, block_bytes, block_lines)
@@ -234,8 +233,7 @@ def test_blocks_hold_exactly_the_lines_of_the_per_line_reader_whatever_the_sizes
     corpus, _, _ = _small_corpus(tmp_path)
     for spec in corpus.files:
         path, size = str(tmp_path / spec.name), (tmp_path / spec.name).stat().st_size
-        ranges = ([FileRange(path, 0, -1)] if spec.name.endswith(".gz")
-                  else [FileRange(path, s, s + range_bytes) for s in range(0, max(size, 1), range_bytes)])
+        ranges = split_file(path, size, range_bytes)
         for file_range in ranges:
             got = []
             for item in batch_ingest._blocks(file_range, block_bytes, block_lines=2):

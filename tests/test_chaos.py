@@ -120,18 +120,32 @@ def _small_corpus(directory):
 
 @pytest.mark.parametrize("range_bytes", [1, 2, 3, 7, 64, 1 << 20])
 def test_file_ranges_own_every_line_once_whatever_the_range_size(tmp_path, range_bytes):
-    from transforms.batch_ingest import FileRange, _lines  # the reader `guetteur detect` uses on files
+    from transforms.batch_ingest import _lines, split_file  # the reader and splitter `guetteur detect` uses
 
     corpus, _, expected = _small_corpus(tmp_path)
     got = Counter()
     for spec in corpus.files:
         path, size = str(tmp_path / spec.name), (tmp_path / spec.name).stat().st_size
-        ranges = ([FileRange(path, 0, -1)] if spec.name.endswith(".gz")
-                  else [FileRange(path, s, s + range_bytes) for s in range(0, max(size, 1), range_bytes)])
+        ranges = split_file(path, size, range_bytes)
         for file_range in ranges:
             got.update(_lines(file_range))
     want = Counter(raw for spec in corpus.files for raw, _ in spec.yielded())
     assert got == want and sum(want.values()) == expected.lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(0, 10_000), range_bytes=st.integers(1, 3_000))
+def test_a_file_is_cut_into_contiguous_ranges_of_equal_size(size, range_bytes):
+    from transforms.batch_ingest import split_file
+
+    ranges = split_file("events.jsonl", size, range_bytes)
+    assert ranges[0].start == 0 and ranges[-1].end >= size
+    assert all(a.end == b.start for a, b in zip(ranges, ranges[1:]))
+    assert len(ranges) == max(1, -(-size // range_bytes))  # as many as range_bytes asks for
+    held = [min(r.end, size) - r.start for r in ranges]
+    # None larger than asked; the last one short by less than a byte per range, never by most of a range.
+    assert max(held) <= range_bytes and max(held) - min(held) < len(ranges)
+    assert split_file("events.jsonl.gz", size, range_bytes) == [("events.jsonl.gz", 0, -1)]
 
 
 def test_read_events_from_text_accounts_for_every_line(tmp_path):
