@@ -8,6 +8,7 @@ still reaches the runner process through Beam's logging service, where `guetteur
 """
 
 import logging
+import os
 import sys
 
 
@@ -24,5 +25,19 @@ def main(argv=None) -> None:
     sdk_worker_main.main(argv if argv is not None else sys.argv)
 
 
+def leave() -> None:
+    """Exit at once once the harness has returned, without taking the interpreter apart.
+
+    The harness returns when the runner has no more work for it, with its log handler closed and
+    every output sent. The runner then stops its workers one after the other, each waiting for the
+    previous one's process to end, and freeing the heap of a worker that had just replayed a month
+    took about 0.3 s: 0.6 s at the end of every replay on two workers, spent on nothing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     main()
+    leave()
