@@ -20,5 +20,5 @@ setup(
         "prometheus-client>=0.20",
     ],
     extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
-    entry_points={"console_scripts": ["guetteur=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["guetteur=pipelines.cli:run"]},
 )

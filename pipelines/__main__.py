@@ -1,7 +1,5 @@
 """`python -m pipelines` is the `guetteur` command."""
 
-import sys
+from pipelines.cli import run
 
-from pipelines.cli import main
-
-sys.exit(main())
+run()

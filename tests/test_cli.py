@@ -99,6 +99,28 @@ def test_the_installed_module_entry_point_reports_errors_without_traceback(tmp_p
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("guetteur:")
 
 
+def test_the_command_leaves_after_its_threads_and_exit_handlers_with_main_s_status(tmp_path):
+    # `run` skips the interpreter's teardown, not what an exit owes: a thread still writing and an exit
+    # handler (Beam stops a job server it started with one) must both have done their work.
+    script = f"""
+import atexit, sys, threading, time
+from pipelines import cli
+returned = threading.Event()
+atexit.register(lambda: open({str(tmp_path / 'handler')!r}, "w").write("ran"))
+threading.Thread(target=lambda: (returned.wait(), time.sleep(0.3),
+                                 open({str(tmp_path / 'thread')!r}, "w").write("done"))).start()
+main = cli.main
+cli.main = lambda: (main(), returned.set())[0]  # the thread is still working when main has returned
+sys.argv = ["guetteur", "detect", "--input", {str(tmp_path / 'none.jsonl')!r}, "--output", {str(tmp_path)!r}]
+cli.run()
+print("not reached")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_USAGE and done.stdout == ""
+    assert done.stderr.startswith("guetteur:") and len(done.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "handler").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
+
+
 def test_workers_are_for_the_local_runner_only(capsys, tmp_path):
     events = write_jsonl(tmp_path / "events.jsonl", burst("acct-1", MONDAY_MS, 10, 1000))
     code, _, err = run_cli(capsys, "detect", "--input", events, "--output", str(tmp_path / "o"), "--runner", "PrismRunner",
