@@ -23,8 +23,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 start() {
   "$REPO_ROOT/deploy/local/fetch.sh" flink-runner
   local cp; cp="$(classpath_of "$BEAM_FLINK_DIR"):$KAFKA_READ_JAR"
-  local job_port="${JOB_PORT:-$(free_port)}" expansion_port="${EXPANSION_PORT:-$(free_port)}"
-  local internal_expansion_port; internal_expansion_port="$(free_port)"
+  local free; read -r -a free <<<"$(free_ports 3)"
+  local job_port="${JOB_PORT:-${free[0]}}" expansion_port="${EXPANSION_PORT:-${free[1]}}"
+  local internal_expansion_port="${free[2]}"
   local master="${FLINK_MASTER:-[local]}"
   require_free_port "$job_port" "Flink job server"
   require_free_port "$expansion_port" "expansion service"

@@ -78,7 +78,8 @@ PROPS
 
 start() {
   "$REPO_ROOT/deploy/local/fetch.sh" flink-dist
-  local rest="${FLINK_REST_PORT:-$(free_port)}" rpc; rpc="$(free_port)"
+  local free; read -r -a free <<<"$(free_ports 2)"
+  local rest="${FLINK_REST_PORT:-${free[0]}}" rpc="${free[1]}"
   local prom_low="${FLINK_PROMETHEUS_PORT:-9249}"
   require_free_port "$rest" "Flink REST"
   for port in "$prom_low" $((prom_low + 1)); do require_free_port "$port" "Flink Prometheus reporter"; done

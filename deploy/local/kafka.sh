@@ -16,7 +16,8 @@ DATA="$RUN_DIR/kafka-data"
 start() {
   "$REPO_ROOT/deploy/local/fetch.sh" kafka
   local cp; cp="$(classpath_of "$KAFKA_DIR")"
-  local port="${KAFKA_PORT:-$(free_port)}" cport="${KAFKA_CONTROLLER_PORT:-$(free_port)}"
+  local free; read -r -a free <<<"$(free_ports 2)"
+  local port="${KAFKA_PORT:-${free[0]}}" cport="${KAFKA_CONTROLLER_PORT:-${free[1]}}"
   require_free_port "$port" "Kafka broker"
   require_free_port "$cport" "Kafka controller"
   rm -rf "$DATA" && mkdir -p "$DATA/logs"

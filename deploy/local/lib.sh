@@ -19,8 +19,16 @@ JAVA_OPENS=(-XX:+IgnoreUnrecognizedVMOptions
   --add-opens=java.base/java.util.concurrent.atomic=ALL-UNNAMED
   --add-opens=java.base/java.util.concurrent.locks=ALL-UNNAMED)
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+free_ports() {  # $1 how many: distinct free ports, every one held until all are chosen
+  # Asked one at a time, the kernel may hand the same port out twice before any service has bound
+  # it: the KafkaIO expansion service and the job server's own expansion service were once both
+  # given 52473, the job server failed to start, and the job endpoint answered "Method not found:
+  # JobService/...".
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
 }
 
 port_in_use() {
