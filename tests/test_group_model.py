@@ -461,3 +461,18 @@ def test_hour_sums_kept_as_the_hour_moves_equal_a_sum_over_the_days_points():
                 measure = rng.randrange(4)
                 assert model.hour_sum(measure, end) == summed(model, end - MS_PER_HOUR, end)[measure]
                 assert model.hour_sum(measure, end, 3 * MS_PER_HOUR) == summed(model, end - 3 * MS_PER_HOUR, end)[measure]
+
+
+def test_off_hours_means_no_worked_hour_at_or_beside_the_slot_on_the_same_kind_of_day():
+    from transforms.peer_groups import is_off_hours
+
+    rng = random.Random(5)
+    masks = [0, (1 << 48) - 1, 1 << 23, 1 << 24, 1 << 47] + [rng.getrandbits(48) & rng.getrandbits(48) for _ in range(300)]
+    for mask in masks:
+        worked = {(slot // 24, slot % 24) for slot in range(48) if mask >> slot & 1}
+        for slot in range(48):
+            day_class, hour = divmod(slot, 24)
+            beside = {(day_class, h) for h in (hour - 1, hour, hour + 1)}
+            assert is_off_hours(mask, slot) == (not worked & beside), (bin(mask), slot)
+    # 23:00 on a weekday does not reach into the weekend's midnight slot, nor the reverse.
+    assert is_off_hours(1 << 24, 23) and is_off_hours(1 << 23, 24)

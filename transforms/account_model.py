@@ -146,8 +146,11 @@ class AccountModel:
                 sums[1] += point[2]
                 sums[2] += point[3]
                 sums[3] += point[4]
-        for measure in range(4):
-            self.day_sums[measure] += point[1 + measure]
+        day = self.day_sums
+        day[0] += point[1]
+        day[1] += point[2]
+        day[2] += point[3]
+        day[3] += point[4]
 
     def add_point(self, point: WindowPoint, window_end_ms: int) -> None:
         self._append(point)
@@ -155,10 +158,13 @@ class AccountModel:
 
     def forget_before(self, start_ms: int) -> None:
         recent = self.recent
+        day = self.day_sums
         while recent and recent[0].start_ms < start_ms:
             old = recent.popleft()
-            for measure in range(4):
-                self.day_sums[measure] -= old[1 + measure]
+            day[0] -= old[1]
+            day[1] -= old[2]
+            day[2] -= old[3]
+            day[3] -= old[4]
 
     def hour_sum(self, measure: int, window_end_ms: int, span_ms: int = MS_PER_HOUR) -> int:
         """Sum of `measure` over the windows starting in [end - span, end) (span at most a day)."""

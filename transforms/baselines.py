@@ -132,12 +132,13 @@ def expectation(
     )
 
 
-def _raise_peak(model: AccountModel, slot: int, observed: float, prior: float, growth: float, trusted: bool) -> None:
+def _raise_peak(model: AccountModel, slot: int, observed: float, prior: float, config: DetectionConfig) -> None:
     if observed <= model.peaks[slot]:
         return
     # A new account may climb to its role's level at once; an established one only by `growth` a day.
+    trusted = model.trust(config.volume.trust_days) >= 1.0
     base = model.day_start_peaks[slot] if trusted else max(model.day_start_peaks[slot], prior)
-    model.peaks[slot] = min(observed, max(base * growth + 1.0, model.peaks[slot]))
+    model.peaks[slot] = min(observed, max(base * config.volume.daily_growth + 1.0, model.peaks[slot]))
 
 
 def learn(
@@ -150,20 +151,17 @@ def learn(
     config: DetectionConfig,
 ) -> None:
     """Teach the account's baseline one window that did not alert."""
-    prior = config.role_prior(model.actor_type)
-    growth = config.volume.daily_growth
-    trusted = model.trust(config.volume.trust_days) >= 1.0
     peaks = model.peaks
     # Most windows raise no peak: the comparison _raise_peak starts with, made before calling it.
     for scale, observed in volumes.items():
         slot = VOLUME_PEAKS[scale]
         if observed > peaks[slot]:
-            _raise_peak(model, slot, observed, prior.records(scale), growth, trusted)
+            _raise_peak(model, slot, observed, config.role_prior(model.actor_type).records(scale), config)
     if novel_1h is not None and novel_1h > peaks[PEAK_NOVEL_1H]:
         novelty_prior = config.novelty.floor_1h / config.novelty.multiplier
-        _raise_peak(model, PEAK_NOVEL_1H, novel_1h, novelty_prior, growth, trusted)
+        _raise_peak(model, PEAK_NOVEL_1H, novel_1h, novelty_prior, config)
     if creations_1d > peaks[PEAK_CREATIONS_1D]:
-        _raise_peak(model, PEAK_CREATIONS_1D, creations_1d, prior.creations_1d, growth, trusted)
+        _raise_peak(model, PEAK_CREATIONS_1D, creations_1d, config.role_prior(model.actor_type).creations_1d, config)
     model.hours_today |= 1 << hour_slot(window_start_ms)
     model.pace_today[0] += volumes["1h"]
     model.pace_today[1] += 1

@@ -160,8 +160,11 @@ class GroupModel:
 
         novelty_applies = model.history_days >= config.novelty.min_history_days
         novel = familiar = 0
+        sample = to_learn = activity.record_sample
         if novelty_applies and activity.distinct_records:
-            novel_share = model.portfolio.novel_fraction(list(activity.record_sample))
+            # What is not novel is in the portfolio already: learning adds only the rest.
+            to_learn = model.portfolio.novel_records(sample)
+            novel_share = len(to_learn) / len(sample) if sample else 0.0
             novel = round(novel_share * activity.distinct_records)
             familiar = round((1.0 - novel_share) * activity.consults)
         scored = activity.records_touched - self._own_portfolio_export(model, activity)
@@ -205,7 +208,7 @@ class GroupModel:
         if not late:
             model.last_window_end_ms = end
             if consultation is None and creation is None:
-                learn(model, start, volumes, novel_1h, model.day_sum(CREATIONS), activity.record_sample, config)
+                learn(model, start, volumes, novel_1h, model.day_sum(CREATIONS), to_learn, config)
         return alerts
 
     def _own_portfolio_export(self, model: AccountModel, activity: AccountActivity) -> int:

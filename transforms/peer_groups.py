@@ -10,7 +10,7 @@ of a month) raises everybody's thresholds instead of alerting on everybody.
 from __future__ import annotations
 
 import statistics
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 from schemas.baseline import VOLUME_PEAKS
 from schemas.timestamps import MS_PER_DAY, MS_PER_HOUR
@@ -23,16 +23,21 @@ _VOLUME_SLOTS = tuple(VOLUME_PEAKS[scale] for scale, _ in VOLUME_SCALES)
 DEFAULT_WORKING_HOURS = sum(1 << hour for hour in range(6, 20))
 
 
+def _neighbourhood(slot: int) -> int:
+    day_class, hour = divmod(slot, 24)
+    return sum(1 << (day_class * 24 + neighbour) for neighbour in (hour - 1, hour, hour + 1) if 0 <= neighbour < 24)
+
+
+# Per slot of the week, the bits of that hour and the hours either side of it on the same kind of day.
+_NEIGHBOURHOODS = tuple(_neighbourhood(slot) for slot in range(48))
+
+
 def is_off_hours(hours_seen: int, slot: int) -> bool:
     """True when neither this slot nor the hours either side of it were ever worked.
 
     The neighbours absorb daylight-saving shifts and the odd early start.
     """
-    day_class, hour = divmod(slot, 24)
-    for neighbour in (hour - 1, hour, hour + 1):
-        if 0 <= neighbour < 24 and hours_seen >> (day_class * 24 + neighbour) & 1:
-            return False
-    return True
+    return not hours_seen & _NEIGHBOURHOODS[slot]
 
 
 class PeerGroup:
@@ -49,6 +54,7 @@ class PeerGroup:
         self._forget_after_ms = MS_PER_HOUR + config.allowed_lateness_minutes * 60_000
         self._day = -1
         self._peaks: Dict[Tuple[Optional[str], int], Optional[float]] = {}
+        self._asked_today: Set[Optional[str]] = set()  # roles whose every volume peak is in _peaks
         self._hours: Dict[Optional[str], int] = {}
         self._hours_source: Dict[Optional[str], str] = {}
         self._lift_at: Tuple[int, float] = (-1, 1.0)
@@ -60,6 +66,7 @@ class PeerGroup:
         if day != self._day:
             self._day = day
             self._peaks.clear()
+            self._asked_today.clear()
             self._hours.clear()
             self._hours_source.clear()
 
@@ -114,12 +121,17 @@ class PeerGroup:
         judged on figures taken at another moment. (The order is ScoringContext's, then the screen's;
         the caller has asked `off_hours` first, as ScoringContext does.)
         """
-        self.org_lift(window_end_ms)
+        if self._lift_at[0] != window_end_ms:
+            self.org_lift(window_end_ms)
         self._new_day(window_end_ms)
-        peaks, actor_type = self._peaks, model.actor_type
+        actor_type = model.actor_type
+        if actor_type in self._asked_today:  # peer_peak would only read them back
+            return
+        peaks = self._peaks
         for slot in _VOLUME_SLOTS:
-            if (actor_type, slot) not in peaks:  # else peer_peak would only read it back
+            if (actor_type, slot) not in peaks:
                 self.peer_peak(model, slot, window_end_ms)
+        self._asked_today.add(actor_type)
 
     def worked(self, model: AccountModel) -> None:
         """`model` just added a window: it counts for the organisation's lift for the next hour."""
@@ -136,6 +148,7 @@ class PeerGroup:
         forget_before = self._newest_end_ms - self._forget_after_ms
         hour_ago = window_end_ms - MS_PER_HOUR
         trust_days = volume.trust_days
+        floors = self._hourly_floors
         for actor, model in self._recent.items():
             recent = model.recent
             if not recent or recent[-1].start_ms < hour_ago:  # not active within the hour
@@ -144,8 +157,11 @@ class PeerGroup:
                 continue
             if model.history_days < trust_days:
                 continue
-            ordinary = max(model.typical_1h, self._hourly_floor(model.actor_type))
-            ratios.append(model.hour_sum(RECORDS, window_end_ms) / ordinary)
+            floor = floors.get(model.actor_type)
+            if floor is None:
+                floor = self._hourly_floor(model.actor_type)
+            typical = model.typical_1h
+            ratios.append(model.hour_sums(window_end_ms)[RECORDS] / (typical if typical > floor else floor))
         # One account's surge must not lift its own threshold: it takes most of the organisation,
         # well beyond an ordinary hour's swing, to be a collectively busy day.
         lift = 1.0

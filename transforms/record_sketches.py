@@ -179,14 +179,20 @@ class Portfolio:
 
     def novel_fraction(self, sample: List[str]) -> float:
         """The share of a window's sampled records this account never worked on before."""
-        if not sample:
-            return 0.0
+        return len(self.novel_records(sample)) / len(sample) if sample else 0.0
+
+    def novel_records(self, sample: List[str]) -> List[str]:
+        """The sampled records this account never worked on before, in sample order.
+
+        Learning a window adds its sample; the other records' bits are all set already, so adding
+        only these leaves the same filter for a fraction of the work.
+        """
         bits = self.bits
         positions = self._positions
-        novel = 0
+        novel = []
         for record in sample:
             for index, mask in positions(record):
                 if not bits[index] & mask:
-                    novel += 1
+                    novel.append(record)
                     break
-        return novel / len(sample)
+        return novel
