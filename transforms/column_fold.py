@@ -109,11 +109,18 @@ def _valid(column: pa.Array) -> np.ndarray:
 def _not_repeated(actor_codes, window, event_id, has_id, line) -> np.ndarray:
     """False for a row whose event_id came on an earlier line of the same account and window: a duplicate."""
     keep = np.ones(len(window), dtype=bool)
-    if has_id.any():
-        ids = pa.table({"a": actor_codes, "w": window, "e": event_id, "l": line}).filter(pa.array(has_id))
-        firsts = ids.group_by(["a", "w", "e"], use_threads=False).aggregate([("l", "min")]).column("l_min")
-        keep = ~has_id | np.isin(_array(line).to_numpy(), firsts.to_numpy())
-    return keep
+    if not has_id.any():
+        return keep
+    # Only a row whose id comes more than once in the range can repeat one: nearly always none, and
+    # counting ids costs a fraction of grouping every row by account, window and id.
+    counted = pc.value_counts(event_id)
+    repeated = pc.filter(counted.field("values"), pc.greater(counted.field("counts"), 1))
+    maybe = has_id & pc.fill_null(pc.is_in(event_id, value_set=repeated), False).to_numpy(zero_copy_only=False)
+    if not maybe.any():
+        return keep
+    ids = pa.table({"a": actor_codes, "w": window, "e": event_id, "l": line}).filter(pa.array(maybe))
+    firsts = ids.group_by(["a", "w", "e"], use_threads=False).aggregate([("l", "min")]).column("l_min")
+    return ~maybe | np.isin(_array(line).to_numpy(), firsts.to_numpy())
 
 
 def _smallest_per_window(codes: np.ndarray, values: list, counted: np.ndarray, starts: np.ndarray) -> list:
