@@ -2,7 +2,9 @@
 
 from schemas.activity import unpack_activities
 from transforms.account_windows import ActivityFold
-from transforms.batch_windows import _MergeAccountFolds, event_ids_of, pack_event_ids, pack_folds, unpack_folds
+import pickle
+
+from transforms.batch_windows import _EventIdsColumn, _MergeAccountFolds, event_ids_of_windows, pack_folds, unpack_folds
 from transforms.record_sketches import EXACT_LIMIT
 
 WINDOW_MS = 5 * 60_000
@@ -52,13 +54,13 @@ def test_a_window_split_between_ranges_counts_a_redelivered_event_once():
 def test_event_ids_cross_the_shuffle_packed_and_read_back_as_they_were():
     consults = _fold([("consult", 1, f"rec-{i}", None, f"e{i}") for i in range(5)])
     mixed = _fold([("consult", 1, "rec-1", None, "e1"), ("search", 12, None, None, "e2"),
-                   ("account_create", 1, None, "acct-new", "e3")])
-    newline = _fold([("consult", 1, "rec-1", None, "line\nbreak"), ("consult", 1, "rec-2", None, "e2")])
-    for fold in (consults, mixed, newline, ActivityFold()):
-        packed = pack_event_ids(list(fold.by_id), list(fold.by_id.values()))
-        back = event_ids_of(packed)
+                   ("account_create", 1, None, "acct-new", "e3"), ("account_create", 1, None, None, "e4")])
+    odd = _fold([("consult", 1, "rec-1", None, "line\nbreak"), ("consult", 1, "rec-2", None, "évé\u2028nt"),
+                 ("export", 70_000, None, None, "")])
+    windows = [consults, ActivityFold(), mixed, odd]
+    column = _EventIdsColumn(pickle.dumps(event_ids_of_windows([fold.by_id for fold in windows])))
+    for index, fold in enumerate(windows):
+        back = column[index]
         assert back == fold.by_id and list(back) == list(fold.by_id)
-    # Most windows, consults only: one string and one shared contribution, not a dict entry per event.
-    joined, shared = pack_event_ids(list(consults.by_id), list(consults.by_id.values()))
-    assert joined == "e0\ne1\ne2\ne3\ne4" and shared == (1, 1, 1, 0, 0, 0, None)
-    assert isinstance(pack_event_ids(list(newline.by_id), list(newline.by_id.values())), dict)
+    # Contributions naming no account are the shared tuples, as a fold made them: no copy per event.
+    assert all(back is original for back, original in zip(column[0].values(), consults.by_id.values()))

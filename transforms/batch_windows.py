@@ -12,59 +12,85 @@ from __future__ import annotations
 import pickle
 import zlib
 from itertools import repeat
-from typing import Dict, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 
 from schemas.activity import AccountActivity, pack_activities
-from transforms.account_windows import ActivityFold, activity_of
+from transforms.account_windows import ActivityFold, activity_of, contribution
 from transforms.gc_pause import paused_gc
 from transforms.group_model import group_key
 
 
-def pack_event_ids(ids: List[str], contributions: list):
-    """A window's `by_id` as it crosses the shuffle.
+class EventIds(NamedTuple):
+    """The event ids of one account's windows of one range, as they cross the shuffle.
 
-    Only a window split between ranges needs it again, so it travels as few objects as possible: its
-    ids joined in one string, with their contributions, or the one contribution they all share (most
-    windows: only consults). A dict as it is when an id holds a newline (the per-line parser reads
-    JSON escapes); None when there are no ids.
+    Only a window split between ranges needs them again, to count an event delivered to both once,
+    so they travel as a few flat values rather than a string and a tuple per event: the ids' UTF-8
+    bytes back to back, the length of each, where each window's ids end, and what each event added
+    (`account_windows.contribution`, as a small integer, with the accounts created named apart).
+    A range's fold takes them straight from pyarrow's buffers (transforms/column_fold.py).
     """
-    if not ids:
-        return None
-    joined = "\n".join(ids)
-    if joined.count("\n") != len(ids) - 1:
-        return dict(zip(ids, contributions))
-    first = contributions[0]
-    return joined, first if contributions.count(first) == len(contributions) else contributions
+
+    text: bytes  # every id's UTF-8 bytes, in window order then line order
+    lengths: Tuple[str, bytes]  # per id, the length of its bytes (`small_ints`)
+    window_ends: List[int]  # per window: how many ids the windows up to it hold
+    kinds: Tuple[str, bytes]  # per id (`small_ints`): touched << 4 | consult << 3 | search << 2 | export << 1 | create
+    targets: Dict[int, str]  # id index -> the account its account_create event created
 
 
-def event_ids_of(packed) -> dict:
-    """`pack_event_ids`'s window, as `by_id` again."""
-    if packed is None:
-        return {}
-    if isinstance(packed, dict):
-        return packed
-    joined, contributions = packed
-    ids = joined.split("\n")
-    if isinstance(contributions, tuple):
-        return dict.fromkeys(ids, contributions)
-    return dict(zip(ids, contributions))
+def small_ints(values: np.ndarray) -> Tuple[str, bytes]:
+    """Non-negative integers in the narrowest type that holds them, as (numpy type, bytes): ids are a
+    few dozen bytes long and most events are consults, so a byte each instead of eight."""
+    top = int(values.max()) if len(values) else 0
+    kind = next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if top <= np.iinfo(t).max)
+    return np.dtype(kind).str, values.astype(kind).tobytes()
+
+
+def _ints(packed: Tuple[str, bytes]) -> np.ndarray:
+    return np.frombuffer(packed[1], dtype=packed[0])
+
+
+def contribution_kind(touched: int, consult: int, search: int, export: int, create: int) -> int:
+    return touched << 4 | consult << 3 | search << 2 | export << 1 | create
+
+
+def event_ids_of_windows(windows: Sequence[dict]) -> EventIds:
+    """`EventIds` of windows given as their `by_id` dicts, in order."""
+    ids = [event_id.encode("utf-8") for by_id in windows for event_id in by_id]
+    contributions = [c for by_id in windows for c in by_id.values()]
+    window_ends = np.cumsum([len(by_id) for by_id in windows], dtype=np.int64).tolist()
+    kinds = np.array([contribution_kind(*c[1:6]) for c in contributions], dtype=np.int64)
+    targets = {i: c[6] for i, c in enumerate(contributions) if c[6] is not None}
+    return EventIds(b"".join(ids), small_ints(np.array([len(i) for i in ids], dtype=np.int64)), window_ends,
+                    small_ints(kinds), targets)
 
 
 class _EventIdsColumn:
-    """A pack's event-id column, unpickled the first time a window split between ranges needs it."""
+    """A pack's `EventIds`, unpickled the first time a window split between ranges needs them."""
 
-    __slots__ = ("_blob", "_column")
+    __slots__ = ("_blob", "_ids", "_ends", "_kinds")
 
     def __init__(self, blob: bytes):
         self._blob = blob
-        self._column = None
+        self._ids: Optional[EventIds] = None
 
-    def __getitem__(self, window: int):
-        if self._column is None:
-            self._column = pickle.loads(self._blob)
-        return self._column[window]
+    def __getitem__(self, window: int) -> dict:
+        """The window's `by_id`."""
+        if self._ids is None:
+            self._ids = pickle.loads(self._blob)
+            self._ends = np.cumsum(_ints(self._ids.lengths), dtype=np.int64).tolist()
+            self._kinds = _ints(self._ids.kinds).tolist()
+        text, _, window_ends, _, targets = self._ids
+        ends, kinds = self._ends, self._kinds
+        first = window_ends[window - 1] if window else 0
+        by_id = {}
+        for i in range(first, window_ends[window]):
+            kind = kinds[i]
+            by_id[text[ends[i - 1] if i else 0:ends[i]].decode("utf-8")] = contribution(
+                kind >> 4, kind >> 3 & 1, kind >> 2 & 1, kind >> 1 & 1, kind & 1, targets.get(i))
+        return by_id
 
 
 def _rows(packed: bytes) -> Iterator[Tuple[int, tuple]]:
@@ -76,32 +102,32 @@ def _rows(packed: bytes) -> Iterator[Tuple[int, tuple]]:
 
 def _fold_of(row) -> ActivityFold:
     sums, (ids, window), *rest = row
-    return ActivityFold.from_row(sums, event_ids_of(ids[window]), *rest)
+    return ActivityFold.from_row(sums, ids[window], *rest)
 
 
 def pack_folds(windows: Sequence[Tuple[int, ActivityFold]]) -> bytes:
     """One account's folds of one range as one element (`pack_columns`)."""
     return pack_columns([start for start, _ in windows], [fold.sums for _, fold in windows],
-                        [pack_event_ids(list(fold.by_id), list(fold.by_id.values())) for _, fold in windows],
+                        event_ids_of_windows([fold.by_id for _, fold in windows]),
                         [fold.created for _, fold in windows],
                         [fold.records.__getstate__() for _, fold in windows], [fold.org for _, fold in windows],
                         [fold.actor_type for _, fold in windows])
 
 
-def pack_columns(starts: list, sums: list, packed_ids: list, created: list, records_states: list, orgs: list,
+def pack_columns(starts: list, sums: list, event_ids: EventIds, created: list, records_states: list, orgs: list,
                  actor_types: list) -> bytes:
     """One account's windows of one range as one element: column by column, pickled once.
 
     Columns of plain values (lists, sets, strings) rather than a list of fold objects: pickle then
     writes no class reference and calls no `__setstate__` per window, and most windows (those a single
     range holds whole) are turned into activities without ever becoming a fold again. Their event ids
-    (`pack_event_ids`) are never read: that column, a third of the bytes, is pickled on its own and
-    unpickled only for a window split between ranges.
+    are never read: that column (`EventIds`) is pickled on its own and unpickled only for a window
+    split between ranges.
 
     The whole is compressed (zlib, fastest level): a third of the bytes cross the runner, which
     in a local replay spent more time receiving, regrouping and sending them than zlib takes.
     """
-    ids_blob = pickle.dumps(packed_ids, protocol=pickle.HIGHEST_PROTOCOL)
+    ids_blob = pickle.dumps(event_ids, protocol=pickle.HIGHEST_PROTOCOL)
     return zlib.compress(pickle.dumps((starts, sums, ids_blob, created, records_states, orgs, actor_types),
                                       protocol=pickle.HIGHEST_PROTOCOL), 1)
 

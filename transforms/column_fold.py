@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.event import AccessEvent
-from transforms.account_windows import contribution, kind_flags
-from transforms.batch_windows import pack_columns, pack_event_ids
+from transforms.account_windows import kind_flags
+from transforms.batch_windows import EventIds, contribution_kind, pack_columns, small_ints
 from transforms.block_parsing import ColumnBlock
 from transforms.record_sketches import EXACT_LIMIT, DistinctRecords
 
@@ -170,9 +170,7 @@ def _fold(table: pa.Table) -> Iterator[Tuple[str, bytes]]:
     target = _none_if_empty(table.column("target"))
     has_target = _valid(target) & (create == 1)
     id_rows = np.flatnonzero(keep & has_id)
-    by_ids = _per_window(event_id, id_rows, starts)
-    contributions = _contributions(touched[id_rows], consult[id_rows], search[id_rows], export[id_rows],
-                                   create[id_rows], has_target[id_rows], target, id_rows)
+    ids = _RangeEventIds(event_id, id_rows, starts, touched, consult, search, export, create, has_target, target)
     record = _none_if_empty(table.column("record"))
     records = _per_window(record, np.flatnonzero(keep & (consult == 1) & _valid(record)), starts)
     created = _per_window(target, np.flatnonzero(keep & has_target), starts)
@@ -180,21 +178,47 @@ def _fold(table: pa.Table) -> Iterator[Tuple[str, bytes]]:
     window_starts = window[starts].tolist()
     window_actors = actor_codes[starts]
     actor_starts = np.flatnonzero(np.r_[True, window_actors[1:] != window_actors[:-1]]).tolist() + [len(starts)]
-    ids, id_bounds = by_ids
     record_values, record_bounds = records
     target_values, target_bounds = created
     for first, last in zip(actor_starts[:-1], actor_starts[1:]):
-        column_by_id, column_created, column_records = [], [], []
+        column_created, column_records = [], []
         for w in range(first, last):
-            a, b = id_bounds[w], id_bounds[w + 1]
-            column_by_id.append(pack_event_ids(ids[a:b], contributions[a:b]))
             a, b = target_bounds[w], target_bounds[w + 1]
             column_created.append(set(target_values[a:b]) if b > a else set())
             a, b = record_bounds[w], record_bounds[w + 1]
             column_records.append(_records_state(record_values[a:b]))
         yield actors[window_actors[first]], pack_columns(
-            window_starts[first:last], sums[first:last], column_by_id, column_created, column_records,
-            orgs[first:last], roles[first:last])
+            window_starts[first:last], sums[first:last], ids.of_windows(first, last), column_created,
+            column_records, orgs[first:last], roles[first:last])
+
+
+class _RangeEventIds:
+    """The kept rows' event ids, cut into each account's `EventIds` straight from pyarrow's buffers."""
+
+    def __init__(self, event_id: pa.Array, rows: np.ndarray, starts: np.ndarray, touched, consult, search, export,
+                 create, has_target, target):
+        taken = event_id.take(pa.array(rows)) if len(rows) else pa.array([], pa.string())
+        offsets = np.frombuffer(taken.buffers()[1], dtype=np.int32)[taken.offset:taken.offset + len(taken) + 1]
+        self._offsets = offsets.astype(np.int64)
+        self._data = taken.buffers()[2] if len(taken) else None
+        self._bounds = np.searchsorted(rows, starts).tolist() + [len(rows)]
+        self._kinds = contribution_kind(touched[rows], consult[rows], search[rows], export[rows], create[rows])
+        named = np.flatnonzero(has_target[rows])
+        self._named = named
+        self._names = target.take(pa.array(rows[named])).to_pylist() if len(named) else []
+
+    def of_windows(self, first: int, last: int) -> EventIds:
+        """Windows first..last-1 (one account's, consecutive)."""
+        bounds = self._bounds
+        a, b = bounds[first], bounds[last]
+        offsets = self._offsets
+        text = self._data[int(offsets[a]):int(offsets[b])].to_pybytes() if b > a else b""
+        targets = {}
+        if len(self._named):
+            lo, hi = np.searchsorted(self._named, (a, b)).tolist()
+            targets = {int(i) - a: name for i, name in zip(self._named[lo:hi], self._names[lo:hi])}
+        window_ends = [bound - a for bound in bounds[first + 1:last + 1]]
+        return EventIds(text, small_ints(np.diff(offsets[a:b + 1])), window_ends, small_ints(self._kinds[a:b]), targets)
 
 
 def _per_window(column: pa.Array, rows: np.ndarray, starts: np.ndarray) -> Tuple[list, list]:
@@ -202,24 +226,6 @@ def _per_window(column: pa.Array, rows: np.ndarray, starts: np.ndarray) -> Tuple
     values = column.take(pa.array(rows)).to_pylist() if len(rows) else []
     bounds = np.searchsorted(rows, starts).tolist() + [len(rows)]
     return values, bounds
-
-
-def _contributions(touched, consult, search, export, create, has_target, target, rows) -> list:
-    """Each kept event's contribution (`account_windows.contribution`), shared where it names no account."""
-    if not len(rows):
-        return []
-    keys = (touched << 4) | (consult << 3) | (search << 2) | (export << 1) | create
-    distinct, inverse = np.unique(keys, return_inverse=True)
-    shared = [contribution(int(key >> 4), int(key >> 3 & 1), int(key >> 2 & 1), int(key >> 1 & 1), int(key & 1),
-                           None) for key in distinct.tolist()]
-    result = [shared[i] for i in inverse.tolist()]
-    if has_target.any():
-        where = np.flatnonzero(has_target)
-        names = target.take(pa.array(rows[where])).to_pylist()
-        for i, name in zip(where.tolist(), names):
-            result[i] = contribution(int(touched[i]), int(consult[i]), int(search[i]), int(export[i]),
-                                     int(create[i]), name)
-    return result
 
 
 def _records_state(records: list) -> tuple:
