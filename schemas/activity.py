@@ -5,10 +5,11 @@ touched, so state work grows with windows, not with events.
 """
 
 import pickle
-import zlib
 from typing import List, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
+
+from schemas.shuffle_bytes import compress, decompress
 
 
 class AccountActivity(NamedTuple):
@@ -38,12 +39,12 @@ def pack_activities(activities: Sequence[AccountActivity]) -> bytes:
     """Many windows as one element: a batch replay moves an organisation's windows in one piece.
 
     One pickle per batch rather than a coder call per window: Beam's cost is per element. Compressed
-    (zlib, fastest level) to a quarter of its bytes: on the local runner, moving them through the
-    runner cost more than compressing them.
+    (schemas/shuffle_bytes.py) to about a quarter of its bytes: on the local runner, moving them through
+    the runner cost more than compressing them.
     """
     pickled = pickle.dumps([tuple(activity) for activity in activities], protocol=pickle.HIGHEST_PROTOCOL)
-    return zlib.compress(pickled, 1)
+    return compress(pickled)
 
 
 def unpack_activities(packed: bytes) -> List[AccountActivity]:
-    return [AccountActivity._make(fields) for fields in pickle.loads(zlib.decompress(packed))]
+    return [AccountActivity._make(fields) for fields in pickle.loads(decompress(packed))]

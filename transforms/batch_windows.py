@@ -10,7 +10,6 @@ organisation a window belongs to is only known once all its events are in.
 from __future__ import annotations
 
 import pickle
-import zlib
 from itertools import repeat
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -18,6 +17,7 @@ import apache_beam as beam
 import numpy as np
 
 from schemas.activity import AccountActivity, pack_activities
+from schemas.shuffle_bytes import compress, decompress
 from transforms.account_windows import ActivityFold, activity_of, contribution
 from transforms.gc_pause import paused_gc
 from transforms.group_model import group_key
@@ -95,7 +95,7 @@ class _EventIdsColumn:
 
 def _rows(packed: bytes) -> Iterator[Tuple[int, tuple]]:
     """(window start, (sums, (event-id column, index), created, records state, org, actor type)) per window."""
-    starts, sums, ids_blob, *rest = pickle.loads(zlib.decompress(packed))
+    starts, sums, ids_blob, *rest = pickle.loads(decompress(packed))
     ids = _EventIdsColumn(ids_blob)
     return zip(starts, zip(sums, zip(repeat(ids), range(len(starts))), *rest))
 
@@ -124,12 +124,12 @@ def pack_columns(starts: list, sums: list, event_ids: EventIds, created: list, r
     are never read: that column (`EventIds`) is pickled on its own and unpickled only for a window
     split between ranges.
 
-    The whole is compressed (zlib, fastest level): a third of the bytes cross the runner, which
-    in a local replay spent more time receiving, regrouping and sending them than zlib takes.
+    The whole is compressed (schemas/shuffle_bytes.py): a quarter of the bytes cross the runner, which
+    in a local replay spent more time receiving, regrouping and sending them than compressing takes.
     """
     ids_blob = pickle.dumps(event_ids, protocol=pickle.HIGHEST_PROTOCOL)
-    return zlib.compress(pickle.dumps((starts, sums, ids_blob, created, records_states, orgs, actor_types),
-                                      protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return compress(pickle.dumps((starts, sums, ids_blob, created, records_states, orgs, actor_types),
+                                 protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:
