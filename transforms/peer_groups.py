@@ -111,7 +111,10 @@ class PeerGroup:
         return self._hours_source[model.actor_type]
 
     def off_hours(self, model: AccountModel, window_start_ms: int, window_end_ms: int) -> bool:
-        return is_off_hours(self.working_hours(model, window_end_ms), hour_slot(window_start_ms))
+        # Asked of nearly every window: a trusted account's own hours are read without a call.
+        hours = (model.hours_seen if model.history_days >= self.config.volume.trust_days
+                 else self.working_hours(model, window_end_ms))
+        return not hours & _NEIGHBOURHOODS[hour_slot(window_start_ms)]
 
     def asked_by(self, model: AccountModel, window_end_ms: int) -> None:
         """What scoring this window would ask of the organisation, asked for a window that needs no threshold.
@@ -142,30 +145,33 @@ class PeerGroup:
         if self._lift_at[0] == window_end_ms:
             return self._lift_at[1]
         volume = self.config.volume
-        ratios = []
         idle = []
         self._newest_end_ms = max(self._newest_end_ms, window_end_ms)
         forget_before = self._newest_end_ms - self._forget_after_ms
         hour_ago = window_end_ms - MS_PER_HOUR
         trust_days = volume.trust_days
-        floors = self._hourly_floors
+        counted = []
         for actor, model in self._recent.items():
             recent = model.recent
             if not recent or recent[-1].start_ms < hour_ago:  # not active within the hour
                 if not recent or recent[-1].start_ms < forget_before:
                     idle.append(actor)  # back in when it next works
                 continue
-            if model.history_days < trust_days:
-                continue
-            floor = floors.get(model.actor_type)
-            if floor is None:
-                floor = self._hourly_floor(model.actor_type)
-            typical = model.typical_1h
-            ratios.append(model.hour_sums(window_end_ms)[RECORDS] / (typical if typical > floor else floor))
+            if model.history_days >= trust_days:
+                counted.append(model)
         # One account's surge must not lift its own threshold: it takes most of the organisation,
-        # well beyond an ordinary hour's swing, to be a collectively busy day.
+        # well beyond an ordinary hour's swing, to be a collectively busy day. (Too few colleagues
+        # at work, as in more than half the hours, and their hours need not be summed at all.)
         lift = 1.0
-        if len(ratios) >= max(4, volume.min_peers):
+        if len(counted) >= max(4, volume.min_peers):
+            floors = self._hourly_floors
+            ratios = []
+            for model in counted:
+                floor = floors.get(model.actor_type)
+                if floor is None:
+                    floor = self._hourly_floor(model.actor_type)
+                typical = model.typical_1h
+                ratios.append(model.hour_sums(window_end_ms)[RECORDS] / (typical if typical > floor else floor))
             lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_ratio))
         for actor in idle:
             del self._recent[actor]

@@ -162,9 +162,9 @@ class Portfolio:
 
     def add_all(self, records) -> None:
         bits = self.bits
-        positions = self._positions
+        cache = self._positions_cache
         for record in records:
-            for index, mask in positions(record):
+            for index, mask in cache.get(record) or self._positions(record):
                 bits[index] |= mask
 
     def estimated_size(self) -> float:
@@ -188,10 +188,10 @@ class Portfolio:
         only these leaves the same filter for a fraction of the work.
         """
         bits = self.bits
-        positions = self._positions
+        cache = self._positions_cache  # read here first: a call per record costs more than the test
         novel = []
         for record in sample:
-            for index, mask in positions(record):
+            for index, mask in cache.get(record) or self._positions(record):
                 if not bits[index] & mask:
                     novel.append(record)
                     break
