@@ -114,7 +114,7 @@ class PeerGroup:
         # Asked of nearly every window: a trusted account's own hours are read without a call.
         hours = (model.hours_seen if model.history_days >= self.config.volume.trust_days
                  else self.working_hours(model, window_end_ms))
-        return not hours & _NEIGHBOURHOODS[hour_slot(window_start_ms)]
+        return is_off_hours(hours, hour_slot(window_start_ms))
 
     def asked_by(self, model: AccountModel, window_end_ms: int) -> None:
         """What scoring this window would ask of the organisation, asked for a window that needs no threshold.
@@ -164,14 +164,8 @@ class PeerGroup:
         # at work, as in more than half the hours, and their hours need not be summed at all.)
         lift = 1.0
         if len(counted) >= max(4, volume.min_peers):
-            floors = self._hourly_floors
-            ratios = []
-            for model in counted:
-                floor = floors.get(model.actor_type)
-                if floor is None:
-                    floor = self._hourly_floor(model.actor_type)
-                typical = model.typical_1h
-                ratios.append(model.hour_sums(window_end_ms)[RECORDS] / (typical if typical > floor else floor))
+            ratios = [model.hour_sums(window_end_ms)[RECORDS]
+                      / max(model.typical_1h, self._hourly_floor(model.actor_type)) for model in counted]
             lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_ratio))
         for actor in idle:
             del self._recent[actor]
