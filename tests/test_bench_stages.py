@@ -1,21 +1,13 @@
 """The stage-by-stage bench runs the replay's own code and raises what `guetteur detect` raises."""
 
-import apache_beam as beam
-
 from pipelines.bench_stages import main, run_stages
-from pipelines.detect import build_pipeline
-from pipelines.options import LOCAL_RUNNER, GuetteurOptions
-from pipelines.simulation import write_simulation
 from transforms.detection_config import DetectionConfig
+
+from tests.simulated_replay import replay_simulation
 
 
 def test_its_alerts_are_those_guetteur_detect_writes_for_the_same_file(tmp_path):
-    write_simulation(str(tmp_path / "sim"), seed=11, days=5, actors=30)
-    path = str(tmp_path / "sim" / "events.jsonl")
-    options = GuetteurOptions([f"--runner={LOCAL_RUNNER}", f"--input={path}", f"--output={tmp_path / 'out'}"])
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, options)
-    written = sorted(open(tmp_path / "out" / "alerts.jsonl", "rb").read().splitlines())
+    path, written = replay_simulation(tmp_path)
     dead = open(tmp_path / "out" / "deadletter.jsonl", "rb").read().splitlines()
 
     report = run_stages(path, DetectionConfig())

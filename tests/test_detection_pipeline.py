@@ -108,16 +108,12 @@ def test_the_folded_batch_path_raises_the_alerts_event_by_event_detection_raises
     # The replay folds lines by columns per range (transforms/column_fold.py) and merges the ranges' folds;
     # the per-event path (ReadEvents -> SummariseAccountWindows) folds each event through ActivityFold.add.
     # Every optimisation of the first must leave it raising what the second raises, field for field.
-    from pipelines.simulation import write_simulation
     from transforms.detection import DetectAnomalies
     from transforms.read_events import ReadEvents
 
-    write_simulation(str(tmp_path / "sim"), seed=11, days=5, actors=30)
-    path = str(tmp_path / "sim" / "events.jsonl")
-    options = GuetteurOptions([f"--runner={LOCAL_RUNNER}", f"--input={path}", f"--output={tmp_path / 'out'}"])
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, options)
-    folded = sorted(open(tmp_path / "out" / "alerts.jsonl", "rb").read().splitlines())
+    from tests.simulated_replay import replay_simulation
+
+    path, folded = replay_simulation(tmp_path)
 
     _PER_EVENT_ALERTS.clear()
     with beam.Pipeline(runner=LOCAL_RUNNER) as pipeline:
