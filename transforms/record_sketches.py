@@ -177,10 +177,6 @@ class Portfolio:
     def to_bytes(self) -> bytes:
         return bytes(self.bits) if any(self.bits) else b""
 
-    def novel_fraction(self, sample: List[str]) -> float:
-        """The share of a window's sampled records this account never worked on before."""
-        return len(self.novel_records(sample)) / len(sample) if sample else 0.0
-
     def novel_records(self, sample: List[str]) -> List[str]:
         """The sampled records this account never worked on before, in sample order.
 
