@@ -16,6 +16,7 @@ import threading
 import time
 from typing import List, Optional, Sequence
 
+from pipelines import warm_workers
 from pipelines.quiet_logs import QuietBeam
 
 EXIT_USAGE = 2
@@ -361,6 +362,14 @@ def _configure_logging(verbose: bool) -> None:
             handler.addFilter(QuietBeam())
 
 
+def _may_run_local_workers(args, beam_args: List[str]) -> bool:
+    """Whether this job may run on local worker processes, judged before Beam is imported: then their
+    zygote starts now (pipelines/warm_workers.py); if the job ends up in this process, it is stopped."""
+    return (args.runner == "local" and not args.input.startswith("kafka://") and args.workers != 1
+            and (os.cpu_count() or 1) > 1
+            and not any(arg.startswith(("--direct_num_workers", "--direct_running_mode")) for arg in beam_args))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -368,11 +377,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command not in ("detect", "train") and extra:
             raise UsageError(f"guetteur {args.command}: unrecognized arguments: {' '.join(extra)}")
         _configure_logging(args.verbose)
-        if args.command == "detect":
-            _check_baselines(args.baselines)
-            return run_detect(args, extra)
-        if args.command == "train":
-            return run_train(args, extra)
+        if args.command in ("detect", "train"):
+            if _may_run_local_workers(args, extra):
+                warm_workers.warm_up()
+            try:
+                if args.command == "detect":
+                    _check_baselines(args.baselines)
+                    return run_detect(args, extra)
+                return run_train(args, extra)
+            finally:
+                warm_workers.cool_down()
         if args.command == "simulate":
             return run_simulate(args)
         if args.command == "evaluate":

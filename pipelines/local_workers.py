@@ -4,17 +4,18 @@ A replay is CPU-bound Python: one process uses one core, whatever the
 machine has. Beam's local runner can run its bundles in worker processes
 instead (`--direct_num_workers`), and the work splits well:
 file ranges, then accounts, then organisations are independent. Starting the
-workers costs about two seconds, so a small input stays in this process.
+workers costs about two seconds, so a small input stays in this process. The `guetteur` command cuts
+most of that by starting them warm (pipelines/warm_workers.py).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import warm_workers
 from transforms.batch_ingest import split_file
 
 # Below two ranges' worth of input the worker start-up costs more than a second core gives.
@@ -49,14 +50,15 @@ def local_worker_args(pattern: str, workers: Optional[int], beam_args: List[str]
 
 
 def worker_environment():
-    """Worker processes running `pipelines/quiet_worker.py`: Beam's SDK worker, without its INFO chatter.
+    """Worker processes running `pipelines/quiet_worker.py`: Beam's SDK worker, without its INFO chatter;
+    forked warm from the zygote when the command started one (`warm_workers.warm_up()`).
 
     (Beam's own `--direct_running_mode=multi_processing` starts `sdk_worker_main` directly, whose
     start-up and shutdown lines land on the user's terminal.)
     """
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
-    return SubprocessSDKEnvironment.from_command_string(f"{sys.executable} -m pipelines.quiet_worker")
+    return SubprocessSDKEnvironment.from_command_string(warm_workers.worker_command())
 
 
 def local_runner(options, runner_class=None):
@@ -67,4 +69,6 @@ def local_runner(options, runner_class=None):
 
     direct = options.view_as(DirectOptions)
     several = (direct.direct_num_workers or 1) > 1 and direct.direct_running_mode == "in_memory"
+    if not several:
+        warm_workers.cool_down()
     return (runner_class or FnApiRunner)(default_environment=worker_environment() if several else None)

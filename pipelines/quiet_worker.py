@@ -5,6 +5,8 @@ install a stderr handler on the root logger and whose harness logs at INFO: a do
 on the user's terminal, on every run. Here a stderr handler that hides Beam's own lines below ERROR
 (as the `guetteur` command does) is in place before Beam is imported; everything the worker logs
 still reaches the runner process through Beam's logging service, where `guetteur -v` shows it.
+
+A worker forked warm (pipelines/warm_workers.py) runs the same two steps, the first before the fork.
 """
 
 import logging
@@ -12,7 +14,8 @@ import os
 import sys
 
 
-def main(argv=None) -> None:
+def quiet_stderr() -> None:
+    """The worker's stderr handler: warnings and errors, without Beam's own chatter."""
     from pipelines.quiet_logs import QuietBeam
 
     handler = logging.StreamHandler(sys.stderr)
@@ -20,9 +23,13 @@ def main(argv=None) -> None:
     handler.addFilter(QuietBeam())
     handler.setFormatter(logging.Formatter("worker %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+
+
+def run_harness() -> None:
+    """Beam's SDK harness, for the runner named in this process's environment, until it has no more work."""
     from apache_beam.runners.worker import sdk_worker_main
 
-    sdk_worker_main.main(argv if argv is not None else sys.argv)
+    sdk_worker_main.main(sys.argv)
 
 
 def leave() -> None:
@@ -39,5 +46,6 @@ def leave() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    quiet_stderr()
+    run_harness()
     leave()
