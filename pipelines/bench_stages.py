@@ -54,9 +54,10 @@ def run_stages(pattern: str, config: DetectionConfig) -> dict:
         for file_range in split_file(metadata.path, metadata.size_in_bytes):
             ranges += 1
             for output in fold.process(file_range):
-                if getattr(output, "tag", None) == DEAD_LETTER_TAG:
+                tag = getattr(output, "tag", None)
+                if tag == DEAD_LETTER_TAG:
                     dead_letters += 1
-                else:
+                elif tag is None:
                     actor, packed = output
                     folds[actor].append(packed)
     stages["fold"] = {"cpu_s": _cpu() - started, "ranges": ranges, "account_packs": sum(map(len, folds.values())),

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.pvalue import PCollection
 
+from pipelines.local_workers import scoring_slots
 from pipelines.options import GuetteurOptions
 from pipelines.stable_ids import use_label_transform_ids
 from schemas.baseline import BASELINE_ARROW_SCHEMA, AccountBaseline, baseline_from_record, baseline_to_record
@@ -50,6 +51,7 @@ def build_detection(
     baselines_path: Optional[str] = None,
     emit_baselines: bool = False,
     kafka: Optional[KafkaSettings] = None,
+    scoring_slots: Optional[int] = None,
 ) -> DetectionOutputs:
     initial = read_baselines(pipeline, baselines_path) if baselines_path else None
     if is_kafka_url(input_pattern):
@@ -61,8 +63,10 @@ def build_detection(
     else:
         # A batch replay: lines are folded per account and window as they are read.
         events = None
-        folds, dead_letters = pipeline | "ReadFiles" >> ReadAndFoldFiles(input_pattern, config.window_minutes, mapping)
-        detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True)
+        folds, dead_letters, windows = pipeline | "ReadFiles" >> ReadAndFoldFiles(
+            input_pattern, config.window_minutes, mapping)
+        detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True,
+                                                       scoring_slots=scoring_slots, windows_per_group=windows)
     alerts, learned = detected if emit_baselines else (detected, None)
     return DetectionOutputs(events, dead_letters, alerts, learned)
 
@@ -115,7 +119,8 @@ def build_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -> Detecti
     use_label_transform_ids(pipeline)
     config, mapping = _settings(options)
     kafka = KafkaSettings.from_options(options)
-    outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines, kafka=kafka)
+    outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines, kafka=kafka,
+                              scoring_slots=scoring_slots(options))
     if is_kafka_url(options.output):
         _write_to_kafka(outputs, options.output, kafka)
         return outputs
@@ -133,7 +138,7 @@ def build_training_pipeline(pipeline: beam.Pipeline, options: GuetteurOptions) -
     """
     config, mapping = _settings(options)
     outputs = build_detection(pipeline, options.input, config, mapping, baselines_path=options.baselines,
-                              emit_baselines=True)
+                              emit_baselines=True, scoring_slots=scoring_slots(options))
     (
         outputs.baselines
         # One row per account: ordered in one place, the file is the same whatever the number of workers.

@@ -49,6 +49,19 @@ def local_worker_args(pattern: str, workers: Optional[int], beam_args: List[str]
     return [f"--direct_num_workers={workers}"]
 
 
+def scoring_slots(options) -> Optional[int]:
+    """How many slots a batch replay's organisations are dealt to by their work (transforms/scoring_slots.py):
+    the local runner's worker processes, when it has several; None on other runners, which hash keys."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from pipelines.options import LOCAL_RUNNER, resolve_runner
+
+    if resolve_runner(options.view_as(StandardOptions).runner) != LOCAL_RUNNER:
+        return None
+    workers = options.view_as(DirectOptions).direct_num_workers or 1
+    return workers if workers > 1 else None
+
+
 def worker_environment():
     """Worker processes running `pipelines/quiet_worker.py`: Beam's SDK worker, without its INFO chatter;
     forked warm from the zygote when the command started one (`warm_workers.warm_up()`).

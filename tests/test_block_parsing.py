@@ -27,6 +27,7 @@ from transforms import batch_ingest
 from transforms.account_windows import ActivityFold
 from transforms.batch_ingest import FileRange, Unreadable, _FoldRange, _lines, split_file
 from transforms.batch_windows import unpack_folds
+from transforms.group_model import group_of
 from transforms.block_parsing import parse_block
 from transforms.event_parsing import DEFAULT_MAPPING, Rejected, parse_event_line
 
@@ -88,14 +89,18 @@ def _blockwise(file_range: FileRange, block_bytes: int, block_lines: int):
     fn = _FoldRange(WINDOW_MS, DEFAULT_MAPPING, block_bytes=block_bytes, block_lines=block_lines)
     fn.setup()
     fn._lines, fn._accepted, fn._position = _Counter(), _Counter(), _Counter()
-    emitted, dead = [], []
+    emitted, dead, windows = [], [], Counter()
     for out in fn.process(file_range):
         if isinstance(out, pvalue.TaggedOutput):
-            dead.append(out.value)
+            if out.tag == batch_ingest.WINDOWS_TAG:
+                group, count = out.value
+                windows[group] += count
+            else:
+                dead.append(out.value)
             continue
         actor, packed = out
         emitted.extend(((actor, start), fold) for start, fold in unpack_folds(packed))
-    counts = Counter(lines=fn._lines.value, accepted=fn._accepted.value, newest=fn._position.value)
+    counts = Counter(lines=fn._lines.value, accepted=fn._accepted.value, newest=fn._position.value, windows=windows)
     return emitted, dead, counts
 
 
@@ -145,6 +150,8 @@ def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpor
             assert _merged(got_folds) == _merged(want_folds), file_range
             assert got_counts["lines"] == want_counts["lines"] and got_counts["accepted"] == want_counts["accepted"]
             assert got_counts["newest"] == want_counts["newest"]
+            # What scoring will weigh the organisations by: every window part the range emitted, by group.
+            assert got_counts["windows"] == Counter(group_of(fold.org, actor) for (actor, _), fold in got_folds)
             for item in batch_ingest._blocks(file_range, block_bytes, block_lines):
                 if not isinstance(item, Unreadable):
                     block = parse_block(item[0], WINDOW_MS, item[1])

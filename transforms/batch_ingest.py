@@ -39,6 +39,8 @@ BLOCK_BYTES = 1 << 20
 BLOCK_LINES = 4096  # a compressed file's lines come one by one: blocks of this many
 # Fold a range's rows early once it holds this many, to bound memory (a whole .gz file is one range).
 MAX_FOLD_ROWS = 1 << 19
+# The output of (group, windows) a range folded, summed into the work per organisation (scoring_slots.py).
+WINDOWS_TAG = "windows_per_group"
 
 
 class FileRange(NamedTuple):
@@ -185,7 +187,8 @@ def _check_complete(handle) -> None:
 
 
 class _FoldRange(beam.DoFn):
-    """One file range -> (actor, its windows' folds packed by `batch_windows.pack_columns`), plus dead letters."""
+    """One file range -> (actor, its windows' folds packed by `batch_windows.pack_columns`), plus dead letters
+    and the windows it folded per group."""
 
     def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES,
                  block_lines: int = BLOCK_LINES):
@@ -243,6 +246,8 @@ class _FoldRange(beam.DoFn):
                 yield from rows.fold()
         self._newest_ms = newest
         yield from rows.fold()
+        for group, windows in rows.windows_per_group.items():
+            yield pvalue.TaggedOutput(WINDOWS_TAG, (group, windows))
         self._report(lines, accepted, rejected)
 
     def _report(self, lines: int, accepted: int, rejected: Dict[str, int]) -> None:
@@ -258,11 +263,17 @@ class _FoldRange(beam.DoFn):
             self._position.set(self._newest_ms)
 
 
-class ReadAndFoldFiles(beam.PTransform):
-    """JSON Lines files (path or glob; plain or .gz) -> (per-range folds of each account, dead letters).
+class FoldedFiles(NamedTuple):
+    folds: beam.PCollection  # (actor, its windows of one range, packed); `MergeRangeFolds` joins the ranges
+    dead_letters: beam.PCollection
+    windows_per_group: beam.PCollection  # (group, windows): what each organisation will cost to score
 
-    The folds are (actor, [(window_start_ms, ActivityFold), ...]); an account's
-    window may be split across ranges: `MergeRangeFolds` puts it back together.
+
+class ReadAndFoldFiles(beam.PTransform):
+    """JSON Lines files (path or glob; plain or .gz) -> `FoldedFiles`: per-range folds of each account, dead
+    letters, and the windows folded per organisation.
+
+    An account's window may be split across ranges: `MergeRangeFolds` puts it back together.
     """
 
     def __init__(self, file_pattern: str, window_minutes: int, mapping: FieldMapping = DEFAULT_MAPPING,
@@ -281,10 +292,12 @@ class ReadAndFoldFiles(beam.PTransform):
             # Ranges are few and heavy: spread them over workers before reading.
             | "Spread" >> beam.Reshuffle()
             | "FoldRanges" >> beam.ParDo(_FoldRange(self._window_ms, self._mapping)).with_outputs(
-                DEAD_LETTER_TAG, main="folds"
+                DEAD_LETTER_TAG, WINDOWS_TAG, main="folds"
             )
         )
         results.folds.element_type = beam.typehints.KV[str, bytes]
         dead_letters = results[DEAD_LETTER_TAG]
         dead_letters.element_type = DeadLetter
-        return results.folds, dead_letters
+        windows = results[WINDOWS_TAG]
+        windows.element_type = beam.typehints.KV[str, int]
+        return FoldedFiles(results.folds, dead_letters, windows)

@@ -21,6 +21,7 @@ from schemas.shuffle_bytes import compress, decompress
 from transforms.account_windows import ActivityFold, activity_of, contribution
 from transforms.gc_pause import paused_gc
 from transforms.group_model import group_key
+from transforms.scoring_slots import slot_of, slots_by_work
 
 
 class EventIds(NamedTuple):
@@ -172,21 +173,43 @@ class _MergeAccountFolds(beam.DoFn):
             yield group, pack_activities(activities)
 
 
+class _MergeAccountFoldsIntoSlots(_MergeAccountFolds):
+    """As `_MergeAccountFolds`, keyed by the scoring slot of each group (transforms/scoring_slots.py)."""
+
+    def __init__(self, window_ms: int, slots: int):
+        super().__init__(window_ms)
+        self._slots = slots
+        self._assigned = self._counted = None
+
+    def process(self, element, windows_per_group):
+        if self._counted is not windows_per_group:  # the same side input for the whole job: dealt once
+            self._assigned, self._counted = slots_by_work(windows_per_group, self._slots), windows_per_group
+        for group, packed in super().process(element):
+            yield slot_of(self._assigned, group), (group, packed)
+
+
 class MergeRangeFolds(beam.PTransform):
     """(actor, its windows of one range as `pack_columns` packs them) -> (group, packed AccountActivities).
 
     A window held whole by one range is read from its packed row as it is; only one split between
     ranges (or files) is made a fold again and merged, its duplicates across them counted once.
+
+    With `slots` (the local runner's worker count) and the windows folded per group, the output is
+    instead (slot, (group, packed AccountActivities)): organisations dealt to the workers by their work.
     """
 
-    def __init__(self, window_minutes: int):
+    def __init__(self, window_minutes: int, slots: Optional[int] = None, windows_per_group=None):
         super().__init__()
         self._window_ms = window_minutes * 60_000
+        self._slots = slots
+        self._windows_per_group = windows_per_group
 
     def expand(self, folds):
-        return (
-            folds
-            | "GroupByAccount" >> beam.GroupByKey()
-            | "MergeWindows" >> beam.ParDo(_MergeAccountFolds(self._window_ms)).with_output_types(
+        by_account = folds | "GroupByAccount" >> beam.GroupByKey()
+        if not self._slots:
+            return by_account | "MergeWindows" >> beam.ParDo(_MergeAccountFolds(self._window_ms)).with_output_types(
                 beam.typehints.KV[str, bytes])
-        )
+        work = beam.pvalue.AsDict(self._windows_per_group | "CountWindows" >> beam.CombinePerKey(sum))
+        return by_account | "MergeWindows" >> beam.ParDo(
+            _MergeAccountFoldsIntoSlots(self._window_ms, self._slots), work
+        ).with_output_types(beam.typehints.KV[str, Tuple[str, bytes]])

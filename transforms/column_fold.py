@@ -18,6 +18,7 @@ goes through `DistinctRecords` record by record, in line order.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterator, List, Tuple
 
 import numpy as np
@@ -28,6 +29,7 @@ from schemas.event import AccessEvent
 from transforms.account_windows import kind_flags
 from transforms.batch_windows import EventIds, contribution_kind, pack_columns, small_ints
 from transforms.block_parsing import ColumnBlock
+from transforms.group_model import group_of
 from transforms.record_sketches import EXACT_LIMIT, DistinctRecords
 
 _TEXT = ("actor", "action", "record", "target", "org", "actor_type", "event_id")
@@ -44,6 +46,9 @@ class RangeRows:
         self._events: List[Tuple[int, int, AccessEvent]] = []  # (line, window start, event)
         self._next_line = 0
         self.size = 0
+        # group -> windows folded so far, a window split by an early fold counted once per part: what the
+        # organisation will cost to score (transforms/scoring_slots.py), not a count to report.
+        self.windows_per_group: Counter = Counter()
 
     def add_block(self, block: ColumnBlock) -> int:
         """The rows the block parser took; returns the line number of the block's first row."""
@@ -71,7 +76,7 @@ class RangeRows:
             tables.append(_events_table(self._events))
         self._tables, self._events, self.size = [], [], 0
         if tables:
-            yield from _fold(pa.concat_tables(tables).combine_chunks())
+            yield from _fold(pa.concat_tables(tables).combine_chunks(), self.windows_per_group)
 
 
 def _events_table(events) -> pa.Table:
@@ -134,7 +139,7 @@ def _smallest_per_window(codes: np.ndarray, values: list, counted: np.ndarray, s
     return [None if r == _NO_RANK else in_order[r] for r in np.minimum.reduceat(ranks, starts).tolist()]
 
 
-def _fold(table: pa.Table) -> Iterator[Tuple[str, bytes]]:
+def _fold(table: pa.Table, windows_per_group: Counter) -> Iterator[Tuple[str, bytes]]:
     actor_codes, actors = _codes(table.column("actor"))
     window = table.column("window_start").to_numpy()
     line = table.column("line").to_numpy()
@@ -181,13 +186,15 @@ def _fold(table: pa.Table) -> Iterator[Tuple[str, bytes]]:
     record_values, record_bounds = records
     target_values, target_bounds = created
     for first, last in zip(actor_starts[:-1], actor_starts[1:]):
+        actor = actors[window_actors[first]]
+        windows_per_group.update(group_of(org, actor) for org in orgs[first:last])
         column_created, column_records = [], []
         for w in range(first, last):
             a, b = target_bounds[w], target_bounds[w + 1]
             column_created.append(set(target_values[a:b]) if b > a else set())
             a, b = record_bounds[w], record_bounds[w + 1]
             column_records.append(_records_state(record_values[a:b]))
-        yield actors[window_actors[first]], pack_columns(
+        yield actor, pack_columns(
             window_starts[first:last], sums[first:last], ids.of_windows(first, last), column_created,
             column_records, orgs[first:last], roles[first:last])
 

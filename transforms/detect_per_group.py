@@ -184,22 +184,37 @@ class DetectPerGroupInBatchFn(_DetectionFn):
                 yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
 
 
+class DetectSlotInBatchFn(DetectPerGroupInBatchFn):
+    """(slot, [(group, packed AccountActivities), ...]) -> the alerts of each group of the slot, one after the
+    other (transforms/scoring_slots.py)."""
+
+    def process(self, element, baselines):
+        _, items = element
+        by_group: Dict[str, list] = {}
+        for group, packed in items:
+            by_group.setdefault(group, []).append(packed)
+        for group in sorted(by_group):
+            yield from super().process((group, by_group.pop(group)), baselines)
+
+
 class DetectPerGroup(beam.PTransform):
     """(actor, AccountActivity) -> Alert records (and, with emit_baselines, the final AccountBaselines).
 
     With `batched=True` the input is instead (group, packed AccountActivities),
-    bounded (transforms/batch_windows.py). `initial_baselines`, a PCollection of
-    AccountBaseline, seeds accounts seen for the first time (from `guetteur
-    train`); they keep learning from there.
+    bounded (transforms/batch_windows.py); with `slotted=True` too, it is
+    (slot, (group, packed AccountActivities)). `initial_baselines`, a
+    PCollection of AccountBaseline, seeds accounts seen for the first time
+    (from `guetteur train`); they keep learning from there.
     """
 
     def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False,
-                 batched: bool = False):
+                 batched: bool = False, slotted: bool = False):
         super().__init__()
         self._config = config
         self._initial = initial_baselines
         self._emit_baselines = emit_baselines
         self._batched = batched
+        self._slotted = slotted
 
     def _baselines_side_input(self, pipeline):
         if self._initial is None:
@@ -220,7 +235,8 @@ class DetectPerGroup(beam.PTransform):
                     lambda kv: (group_key(kv[1]), pack_activities([kv[1]]))
                 ).with_output_types(beam.typehints.KV[str, bytes])
             grouped = activities | "GroupByOrganisation" >> beam.GroupByKey()
-            score = beam.ParDo(DetectPerGroupInBatchFn(self._config, self._emit_baselines), side)
+            scoring = DetectSlotInBatchFn if self._slotted else DetectPerGroupInBatchFn
+            score = beam.ParDo(scoring(self._config, self._emit_baselines), side)
         else:
             keyed = activities | "KeyByGroup" >> beam.Map(lambda kv: (group_key(kv[1]), kv[1])).with_output_types(
                 beam.typehints.KV[str, AccountActivity]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import apache_beam as beam
 
 from schemas.dead_letter import DeadLetter
@@ -16,8 +18,11 @@ class DetectAnomalies(beam.PTransform):
     """Timestamped AccessEvents -> Alert records (and final baselines, with emit_baselines).
 
     With `folded=True` the input is instead the per-range folds of a batch
-    replay (transforms/batch_ingest.py). `initial_baselines`: a
-    PCollection of AccountBaseline learned by `guetteur train`.
+    replay (transforms/batch_ingest.py); with `scoring_slots` (the local
+    runner's worker processes) and the windows folded per organisation too,
+    organisations are dealt to the workers by their work
+    (transforms/scoring_slots.py). `initial_baselines`: a PCollection of
+    AccountBaseline learned by `guetteur train`.
 
     With `dead_letters=True` the result ends with one more PCollection: the
     DeadLetters of events that came too late to be counted (only a stream has
@@ -25,8 +30,11 @@ class DetectAnomalies(beam.PTransform):
     """
 
     def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False,
-                 folded: bool = False, dead_letters: bool = False):
+                 folded: bool = False, dead_letters: bool = False, scoring_slots: Optional[int] = None,
+                 windows_per_group=None):
         super().__init__()
+        self._slots = scoring_slots if windows_per_group is not None and (scoring_slots or 0) > 1 else None
+        self._windows_per_group = windows_per_group
         self._config = config
         self._initial = initial_baselines
         self._emit_baselines = emit_baselines
@@ -37,9 +45,10 @@ class DetectAnomalies(beam.PTransform):
         config = self._config
         too_late = None
         if self._folded:
-            activities = events | "MergeRangeFolds" >> MergeRangeFolds(config.window_minutes)
+            activities = events | "MergeRangeFolds" >> MergeRangeFolds(config.window_minutes, self._slots,
+                                                                        self._windows_per_group)
             detected = activities | "DetectPerGroup" >> DetectPerGroup(config, self._initial, self._emit_baselines,
-                                                                       batched=True)
+                                                                       batched=True, slotted=bool(self._slots))
         else:
             keyed = events | "KeyByActor" >> KeyByActor()
             if keyed.is_bounded:

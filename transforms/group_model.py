@@ -38,7 +38,11 @@ MAX_CHILDREN = 200  # accounts remembered per creator: enough for any real accou
 
 def group_key(activity: AccountActivity) -> str:
     """Accounts are judged with their organisation; one without is judged alone."""
-    return activity.org if activity.org else f"~{activity.actor}"
+    return group_of(activity.org, activity.actor)
+
+
+def group_of(org: Optional[str], actor: str) -> str:
+    return org if org else f"~{actor}"
 
 
 class ScoringContext:
