@@ -166,9 +166,10 @@ class ActivityFold:
                          records.sample_ids(), self.org, self.actor_type, late)
 
 
-def activity_of(actor: str, window_start_ms: int, window_end_ms: int, sums: list, created: set, records_state: tuple,
-                org: Optional[str], actor_type: Optional[str]) -> AccountActivity:
-    """The activity of a fold given as its packed fields (`batch_windows.pack_columns`), without making it a fold."""
+def activity_fields_of(actor: str, window_start_ms: int, window_end_ms: int, sums: list, created: set,
+                       records_state: tuple, org: Optional[str], actor_type: Optional[str]) -> tuple:
+    """The activity of a fold given as its packed fields (`batch_windows.pack_columns`), without making it a fold:
+    as a plain tuple of AccountActivity's fields, which is how `pack_activity_fields` packs it."""
     exact = records_state[0]
     if exact is not None:
         distinct, sample = len(exact), DistinctRecords.sample_of(exact)
@@ -176,12 +177,18 @@ def activity_of(actor: str, window_start_ms: int, window_end_ms: int, sums: list
         records = DistinctRecords.__new__(DistinctRecords)
         records.__setstate__(records_state)
         distinct, sample = records.estimate(), records.sample_ids()
-    return _activity(actor, window_start_ms, window_end_ms, sums, created, distinct, sample, org, actor_type, False)
+    return _activity_fields(actor, window_start_ms, window_end_ms, sums, created, distinct, sample, org, actor_type,
+                            False)
 
 
 def _activity(actor, window_start_ms, window_end_ms, sums, created, distinct, sample, org, actor_type, late):
-    # Positional, in AccountActivity's field order: one per account and window.
-    return AccountActivity(
+    return AccountActivity._make(_activity_fields(actor, window_start_ms, window_end_ms, sums, created, distinct,
+                                                  sample, org, actor_type, late))
+
+
+def _activity_fields(actor, window_start_ms, window_end_ms, sums, created, distinct, sample, org, actor_type, late):
+    # In AccountActivity's field order; a plain tuple, one per account and window.
+    return (
         actor, org, actor_type, window_start_ms, window_end_ms, sums[_EVENTS], sums[_TOUCHED], sums[_CONSULTS],
         sums[_SEARCHES], sums[_EXPORTS], sums[_LARGEST_BULK], sums[_CREATIONS], sorted(created), distinct, sample,
         sums[_DUPLICATES], late,

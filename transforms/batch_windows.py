@@ -16,12 +16,14 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import apache_beam as beam
 import numpy as np
 
-from schemas.activity import AccountActivity, pack_activities
+from schemas.activity import AccountActivity, pack_activity_fields
 from schemas.shuffle_bytes import compress, decompress
-from transforms.account_windows import ActivityFold, activity_of, contribution
+from transforms.account_windows import ActivityFold, activity_fields_of, contribution
 from transforms.gc_pause import paused_gc
-from transforms.group_model import group_key
+from transforms.group_model import group_of
 from transforms.scoring_slots import slot_of, slots_by_work
+
+_ORG = AccountActivity._fields.index("org")
 
 
 class EventIds(NamedTuple):
@@ -161,16 +163,17 @@ class _MergeAccountFolds(beam.DoFn):
                     seen = merged[start] = _fold_of(seen)
                 seen.merge(_fold_of(row))
         window_ms = self._window_ms
-        by_group: Dict[str, List[AccountActivity]] = {}
+        # Each window's activity as the plain tuple it is packed as: no AccountActivity made only to be taken apart.
+        by_group: Dict[str, List[tuple]] = {}
         for start, item in merged.items():
             if isinstance(item, ActivityFold):
-                activity = item.to_activity(actor, start, start + window_ms, late=False)
+                fields = tuple(item.to_activity(actor, start, start + window_ms, late=False))
             else:
                 sums, _, created, records, org, actor_type = item
-                activity = activity_of(actor, start, start + window_ms, sums, created, records, org, actor_type)
-            by_group.setdefault(group_key(activity), []).append(activity)
-        for group, activities in by_group.items():
-            yield group, pack_activities(activities)
+                fields = activity_fields_of(actor, start, start + window_ms, sums, created, records, org, actor_type)
+            by_group.setdefault(group_of(fields[_ORG], actor), []).append(fields)
+        for group, rows in by_group.items():
+            yield group, pack_activity_fields(rows)
 
 
 class _MergeAccountFoldsIntoSlots(_MergeAccountFolds):
