@@ -11,6 +11,7 @@ import atexit
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -25,6 +26,52 @@ EXIT_FAILED = 1
 
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line."""
+
+
+class _Interruptible:
+    """While a job runs: Ctrl-C ends it with one line, whatever the runner's threads make of it.
+
+    The terminal sends Ctrl-C to the workers too, which end at once (pipelines/quiet_worker.py). The
+    runner may then meet their end before this process meets the signal, and its threads and logs
+    report workers that exited: consequences of the interrupt, not news, and not printed. (After an
+    interrupt the process is on its way out: logging and the thread hook are left silenced.)
+    """
+
+    def __init__(self):
+        self.seen = threading.Event()
+
+    def __enter__(self):
+        self._in_main_thread = threading.current_thread() is threading.main_thread()
+        if self._in_main_thread:  # only the main thread may set a signal handler
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
+            self._previous_hook = threading.excepthook
+            threading.excepthook = self._thread_failed
+        return self
+
+    def _on_interrupt(self, signum, frame):
+        self.seen.set()
+        warm_workers.interrupt()  # a Ctrl-C sent to this process alone: the workers must end too
+        logging.disable(logging.CRITICAL)  # what the runner logs of its workers' end from here is noise
+        raise KeyboardInterrupt
+
+    def _thread_failed(self, args) -> None:
+        if not self.seen.is_set():
+            self._previous_hook(args)
+
+    def __exit__(self, *exc):
+        # After an interrupt the runner's threads may still report, until the process is gone.
+        if self._in_main_thread and not self.seen.is_set():
+            signal.signal(signal.SIGINT, self._previous_handler)
+            threading.excepthook = self._previous_hook
+        return False
+
+
+def _failed(command: str, err: Exception) -> int:
+    """The one line for a failed pipeline."""
+    reason = str(err).strip().splitlines()
+    print(f"guetteur {command}: the pipeline failed: {reason[-1] if reason else type(err).__name__} "
+          "(run with -v for details)", file=sys.stderr)
+    return EXIT_FAILED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -203,22 +250,24 @@ def run_detect(args, beam_args: List[str]) -> int:
     observation = _observation(args, options)
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=observation.runner, options=options)
+    interrupt = _Interruptible()
     try:
         build_pipeline(pipeline, options)
-        if observation.watching:
-            result = observation.run(pipeline)
-        else:
-            result = pipeline.run()
-            result.wait_until_finish()
+        with interrupt:
+            if observation.watching:
+                result = observation.run(pipeline)
+            else:
+                result = pipeline.run()
+                result.wait_until_finish()
     except Exception as err:
+        if interrupt.seen.is_set():  # the workers' end after a Ctrl-C, met before the signal
+            observation.close(linger=False)
+            raise KeyboardInterrupt from None
         if args.verbose:
             observation.close(linger=False)
             raise
-        reason = str(err).strip().splitlines()
-        print(f"guetteur detect: the pipeline failed: {reason[-1] if reason else type(err).__name__} "
-              "(run with -v for details)", file=sys.stderr)
         observation.close()
-        return EXIT_FAILED
+        return _failed("detect", err)
     except BaseException:  # Ctrl-C: stop serving, no lingering
         observation.close(linger=False)
         raise
@@ -286,16 +335,17 @@ def run_train(args, beam_args: List[str]) -> int:
     started = time.monotonic()
     pipeline = beam.Pipeline(runner=_local_runner(args, options), options=options)
     build_training_pipeline(pipeline, options)
+    interrupt = _Interruptible()
     try:
-        result = pipeline.run()
-        result.wait_until_finish()
+        with interrupt:
+            result = pipeline.run()
+            result.wait_until_finish()
     except Exception as err:
+        if interrupt.seen.is_set():  # the workers' end after a Ctrl-C, met before the signal
+            raise KeyboardInterrupt from None
         if args.verbose:
             raise
-        reason = str(err).strip().splitlines()
-        print(f"guetteur train: the pipeline failed: {reason[-1] if reason else type(err).__name__} "
-              "(run with -v for details)", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed("train", err)
     totals = _counter_totals(result)
     print(
         f"guetteur train: {totals.get('events_accepted', 0):,} events, {totals.get('accounts_tracked', 0):,} accounts "

@@ -6,12 +6,20 @@ on the user's terminal, on every run. Here a stderr handler that hides Beam's ow
 (as the `guetteur` command does) is in place before Beam is imported; everything the worker logs
 still reaches the runner process through Beam's logging service, where `guetteur -v` shows it.
 
-A worker forked warm (pipelines/warm_workers.py) runs the same two steps, the first before the fork.
+A worker belongs to the command that started it. Ctrl-C reaches every process of the job, and the
+command reports it in one line; a worker just ends there, at once and without a word (were it to
+finish its bundle, the runner, which waits for its workers as it stops, would wait on it). A worker
+whose runner has gone mid-job ends as quietly: it has nobody left to report to, and its tracebacks
+would only bury the command's own last line.
+
+A worker forked warm (pipelines/warm_workers.py) runs the same steps, the first before the fork.
 """
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 
 def quiet_stderr() -> None:
@@ -21,15 +29,41 @@ def quiet_stderr() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
     handler.addFilter(QuietBeam())
+    handler.addFilter(_RunnerGone())
     handler.setFormatter(logging.Formatter("worker %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
+    default_hook = threading.excepthook
+    # The harness's threads die of the same closed channel; each would print its traceback.
+    threading.excepthook = lambda args: None if runner_gone(args.exc_value) else default_hook(args)
+
+
+def runner_gone(error) -> bool:
+    """Whether `error` is the runner's end: its channel closed under the worker (it exited, or was interrupted)."""
+    import grpc
+
+    code = getattr(error, "code", None)
+    return isinstance(error, grpc.RpcError) and callable(code) and code() in (
+        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+class _RunnerGone(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and runner_gone(record.exc_info[1]))
 
 
 def run_harness() -> None:
-    """Beam's SDK harness, for the runner named in this process's environment, until it has no more work."""
+    """Beam's SDK harness, for the runner named in this process's environment, until it has no more work
+    or the runner is gone."""
+    import grpc
     from apache_beam.runners.worker import sdk_worker_main
 
-    sdk_worker_main.main(sys.argv)
+    # Ctrl-C: the command says it; this process ends where it is (status 130, as a shell reports it).
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # (a forked worker's is set as it is forked)
+    try:
+        sdk_worker_main.main(sys.argv)
+    except grpc.RpcError as error:
+        if not runner_gone(error):
+            raise
 
 
 def leave() -> None:

@@ -36,8 +36,8 @@ def _hand_over(address: str):
 
 def main(argv) -> int:
     address, cold = argv[1], argv[2:]
-    # Ctrl-C reaches every process of the terminal's group: the worker decides how it ends, and
-    # this relay reports that.
+    # Ctrl-C reaches every process of the terminal's group: the worker ends of it (pipelines/quiet_worker.py),
+    # and this relay reports how.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = _hand_over(address)
     if conn is None:

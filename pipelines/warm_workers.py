@@ -14,7 +14,8 @@ starts the worker cold, as before, so a zygote that is gone or never came up cos
 
 Forking is safe because the zygote forks before any gRPC channel, thread pool or worker state exists:
 it refuses to serve (and the workers start cold) if its imports left a second thread running. The
-zygote lives as long as the command: its stdin is a pipe the command holds open.
+zygote lives as long as the command: its stdin is a pipe the command holds open. On Ctrl-C it ends,
+and ends the workers it forked first (the command passes a Ctrl-C on, should only it have got one).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import socket
 import struct
 import subprocess
 import sys
-from typing import Callable, Optional
+from typing import Callable, Optional, Set
 
 from pipelines.warm_launcher import STARTED  # what a forked worker answers first, before its exit status
 
@@ -49,7 +50,8 @@ def supported() -> bool:
 
 
 def cold_worker_command() -> str:
-    return f"{shlex.quote(sys.executable)} -m pipelines.quiet_worker"
+    # `exec`: the runner starts its worker command through a shell, which need not stay between them.
+    return f"exec {shlex.quote(sys.executable)} -m pipelines.quiet_worker"
 
 
 _zygote: Optional["Zygote"] = None
@@ -72,6 +74,12 @@ def cool_down() -> None:
     if _zygote is not None:
         _zygote.stop()
         _zygote = None
+
+
+def interrupt() -> None:
+    """The command was interrupted: its workers end now (the runner would otherwise wait for them)."""
+    if _zygote is not None:
+        _zygote.interrupt()
 
 
 def worker_command() -> str:
@@ -109,10 +117,16 @@ class Zygote:
 
     def worker_command(self) -> str:
         """The worker command line for the runner: the launcher, with the cold command to fall back to."""
-        return f"{shlex.quote(sys.executable)} -S {shlex.quote(LAUNCHER)} {self.address} {cold_worker_command()}"
+        cold = cold_worker_command().removeprefix("exec ")
+        return f"exec {shlex.quote(sys.executable)} -S {shlex.quote(LAUNCHER)} {self.address} {cold}"
 
     def alive(self) -> bool:
         return self._process.poll() is None
+
+    def interrupt(self) -> None:
+        """Pass a Ctrl-C on to the zygote, which ends the workers it forked (a terminal's reaches them anyway)."""
+        if self.alive():
+            self._process.send_signal(signal.SIGINT)
 
     def stop(self) -> None:
         """Cut the lifeline: the zygote exits (workers it forked run on until the runner stops them)."""
@@ -148,8 +162,8 @@ def _receive_environment(conn: socket.socket) -> Optional[dict]:
 
 def _run_worker(conn: socket.socket, environment: dict, target: Callable[[], None]) -> None:
     """In the forked child: become the worker the runner asked for, then report how it ended."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote's "reap for me" would break waits in the worker
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # as pipelines/quiet_worker.py: ends at once
+    _children.clear()
     conn.settimeout(None)
     os.environ.clear()
     os.environ.update(environment)
@@ -185,11 +199,36 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+_children: Set[int] = set()  # workers forked and not yet reaped: their pids cannot have been reused
+
+
+def _reap() -> None:
+    while _children:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pid = 0
+        if not pid:
+            return
+        _children.discard(pid)
+
+
+def _end_workers(signum, frame) -> None:
+    """Ctrl-C, from the terminal or passed on by the command: the workers end with the zygote."""
+    for pid in _children:
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            pass
+    os._exit(130)
+
+
 def serve(listener: socket.socket, target: Callable[[], None]) -> None:
     """Fork a worker per launcher that connects, until the lifeline (stdin) closes."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel, not waited for
+    signal.signal(signal.SIGINT, _end_workers)
     while True:
-        ready, _, _ = select.select([listener, sys.stdin.fileno()], [], [])
+        ready, _, _ = select.select([listener, sys.stdin.fileno()], [], [], 1.0)
+        _reap()
         if sys.stdin.fileno() in ready and not os.read(sys.stdin.fileno(), 1):
             return
         if listener not in ready:
@@ -198,11 +237,14 @@ def serve(listener: socket.socket, target: Callable[[], None]) -> None:
         environment = _receive_environment(conn)
         if environment is not None:
             try:
-                if os.fork() == 0:
-                    listener.close()
-                    _run_worker(conn, environment, target)
+                pid = os.fork()
             except OSError:
-                pass  # no child: the launcher sees the connection close before STARTED and goes cold
+                pid = None  # no child: the launcher sees the connection close before STARTED and goes cold
+            if pid == 0:
+                listener.close()
+                _run_worker(conn, environment, target)
+            elif pid:
+                _children.add(pid)
         conn.close()
 
 
@@ -217,7 +259,7 @@ def main(argv) -> None:
     listener_fd, target, *warm_modules = argv[1:]
     listener = socket.socket(fileno=int(listener_fd))
     # Ctrl-C reaches the whole process group; the command reports it, the zygote just goes.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     from pipelines.quiet_worker import quiet_stderr
 
     quiet_stderr()  # before Beam's imports, which would otherwise install their own stderr handler

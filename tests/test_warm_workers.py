@@ -91,3 +91,52 @@ def test_the_command_s_workers_run_forked_from_its_zygote_and_it_ends_with_the_c
     parents = [(record / pid).read_text() for pid in os.listdir(record)]
     assert parents == [str(zygote._process.pid)] * 2
     assert warm_workers._zygote is None and not zygote.alive()  # stopped when the command ended
+
+
+def _session(sid: int):
+    """(pid, parent pid, command line) of every live process of session `sid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append((int(entry), int(fields[1]), command))
+    return found
+
+
+def test_ctrl_c_ends_the_command_and_its_workers_with_one_line(tmp_path):
+    import signal
+    import sys
+
+    from pipelines.simulation import write_simulation
+
+    write_simulation(str(tmp_path / "sim"), seed=11, days=10, actors=60)
+    command = subprocess.Popen(
+        [sys.executable, "-m", "pipelines", "detect", "--input", str(tmp_path / "sim" / "events.jsonl"),
+         "--output", str(tmp_path / "out"), "--workers", "2"],
+        start_new_session=True, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal
+    )
+    # Interrupt once the zygote has forked the workers: they are then inside the job.
+    deadline = time.monotonic() + 120
+    while command.poll() is None and time.monotonic() < deadline:
+        forked = [pid for pid, parent, line in _session(command.pid)
+                  if "pipelines.warm_workers" in line and parent != command.pid]
+        if len(forked) == 2:
+            break
+        time.sleep(0.005)
+    assert command.poll() is None, "the job ended before its workers were seen"
+    os.killpg(command.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    err = command.communicate(timeout=60)[1]
+    assert command.returncode == 130
+    assert err.strip().splitlines() == ["guetteur: interrupted"]  # no worker or runner traceback
+    while _session(command.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session(command.pid) == []  # no worker, launcher or zygote left behind
