@@ -36,7 +36,7 @@ import threading
 import time
 import zlib
 from datetime import datetime
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import orjson
 
@@ -183,37 +183,54 @@ def accounts_file(workdir: str, base: str, base_key: str, factor: int) -> str:
 _REPORTED = re.compile(r"events, .* in ([0-9.]+) s")
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants (the local runner's worker processes), in kB."""
-    total, todo = 0, [pid]
+def _tree_memory_kb(pid: int) -> Tuple[int, Optional[int]]:
+    """(RSS, PSS) of a process and all its descendants (the local runner's worker processes), in kB.
+
+    RSS counts a page shared by several processes once in each, and workers forked from one zygote
+    (pipelines/warm_workers.py) share its imported modules: PSS divides each shared page between the
+    processes that map it, so the tree's PSS is the memory it really holds. None where the kernel has
+    no smaps_rollup (before Linux 4.14).
+    """
+    rss, pss, todo = 0, 0, [pid]
     while todo:
         current = todo.pop()
         try:
-            with open(f"/proc/{current}/status", "rb") as status:
-                for line in status:
-                    if line.startswith(b"VmRSS:"):
-                        total += int(line.split()[1])
-                        break
+            rss += _status_kb(f"/proc/{current}/status", b"VmRSS:")
+            if pss is not None:
+                try:
+                    pss += _status_kb(f"/proc/{current}/smaps_rollup", b"Pss:")
+                except FileNotFoundError:
+                    pss = None
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children", "rb") as children:
                     todo += [int(child) for child in children.read().split()]
         except (OSError, ValueError):
             continue  # gone meanwhile
-    return total
+    return rss, pss
+
+
+def _status_kb(path: str, key: bytes) -> int:
+    with open(path, "rb") as lines:
+        for line in lines:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
 
 
 def run_measured(command: Sequence[str], log_path: str) -> dict:
-    """Run one command; wall time, and peak RSS: of the process tree, sampled every 0.2 s where /proc exists
-    (worker processes hold memory too), else of that process alone (os.wait4)."""
+    """Run one command; wall time, and peak RSS and PSS: of the process tree, sampled every 0.2 s where /proc
+    exists (worker processes hold memory too), else RSS of that process alone (os.wait4)."""
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT)
-        peak_kb = [0]
+        peak_kb: List[Optional[int]] = [0, 0]
         done = threading.Event()
 
         def sample():
             while not done.wait(0.2):
-                peak_kb[0] = max(peak_kb[0], _tree_rss_kb(process.pid))
+                rss, pss = _tree_memory_kb(process.pid)
+                peak_kb[0] = max(peak_kb[0], rss)
+                peak_kb[1] = None if pss is None or peak_kb[1] is None else max(peak_kb[1], pss)
 
         sampler = threading.Thread(target=sample, daemon=True)
         if os.path.isdir(f"/proc/{process.pid}"):
@@ -231,6 +248,7 @@ def run_measured(command: Sequence[str], log_path: str) -> dict:
         "seconds": seconds,
         "pipeline_seconds": float(reported.group(1)) if reported else None,
         "peak_rss_mb": max(peak_kb[0], usage.ru_maxrss) / 1024.0,  # kB on Linux
+        "peak_pss_mb": peak_kb[1] / 1024.0 if peak_kb[1] else None,
     }
 
 
@@ -264,6 +282,7 @@ def measure_row(name: str, path: str, guetteur: str, output: str, workers: int =
         "detect_events_per_s": rate,
         "ratio": rate / plain["events_per_s"] if plain["events_per_s"] else 0.0,
         "detect_peak_rss_mb": detect["peak_rss_mb"],
+        "detect_peak_pss_mb": detect.get("peak_pss_mb"),
         "workers": workers,
     }
 
@@ -320,7 +339,7 @@ def profile_detect(guetteur: str, path: str, output: str, top: int = 15) -> str:
 
 def format_table(rows: List[dict]) -> str:
     header = (f"{'row':<15}{'events':>11}{'accounts':>10}{'workers':>8}{'plain ev/s':>12}{'detect s':>10}"
-              f"{'detect ev/s':>13}{'ratio':>8}{'peak RSS MB':>13}")
+              f"{'detect ev/s':>13}{'ratio':>8}{'peak RSS MB':>13}{'peak PSS MB':>13}")
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
@@ -328,8 +347,17 @@ def format_table(rows: List[dict]) -> str:
             f"{row['plain_events_per_s']:>12,.0f}"
             f"{row['detect_seconds']:>10.1f}{row['detect_events_per_s']:>13,.0f}{row['ratio']:>7.1%} "
             f"{row['detect_peak_rss_mb']:>12,.0f}"
+            f"{_megabytes(row.get('detect_peak_pss_mb')):>13}"
         )
     return "\n".join(lines)
+
+
+def _megabytes(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _over_x1(row: dict, base: dict, measure: str) -> Optional[float]:
+    return row[measure] / base[measure] if row.get(measure) and base.get(measure) else None
 
 
 def verdict(rows: List[dict]) -> dict:
@@ -347,6 +375,8 @@ def verdict(rows: List[dict]) -> dict:
         "rss_events_max_over_x1": (events_rows[-1]["detect_peak_rss_mb"] / base["detect_peak_rss_mb"]) if events_rows else None,
         "accounts_max_row": accounts_rows[-1]["row"] if accounts_rows else None,
         "rss_accounts_max_over_x1": (accounts_rows[-1]["detect_peak_rss_mb"] / base["detect_peak_rss_mb"]) if accounts_rows else None,
+        "pss_events_max_over_x1": _over_x1(events_rows[-1], base, "detect_peak_pss_mb") if events_rows else None,
+        "pss_accounts_max_over_x1": _over_x1(accounts_rows[-1], base, "detect_peak_pss_mb") if accounts_rows else None,
     }
 
 
@@ -442,7 +472,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "the faster of a run before and a run after detect",
             "detect = `guetteur detect --workers N` subprocess on the local runner, wall time incl. start-up; "
             "N = what detect picks by default (one per core for inputs of 2 ranges of 32 MiB or more)",
-            "peak RSS = of detect and its worker processes together, sampled every 0.2 s",
+            "peak RSS = of detect and its worker processes together, sampled every 0.2 s; peak PSS = the same "
+            "with each shared page divided between the processes that map it (forked workers share their modules)",
             "ratio = detect ev/s / plain ev/s on the same file in the same run",
             f"{ONE_PROCESS_ROW} = the x1 file with --workers 1: the local runner in one process, as one plain-Python thread",
         ],
@@ -465,7 +496,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"target: detect >= {TARGET_RATIO:.0%} of plain Python -> measured {v['ratio_x1']:.1%} with "
           f"{v['workers_x1']} worker process(es) ({'met' if v['meets_speed_target'] else 'NOT met'}); peak RSS "
           f"{v['events_max_row']} / x1 = {v['rss_events_max_over_x1'] or float('nan'):.2f}, {v['accounts_max_row']} / x1 = "
-          f"{v['rss_accounts_max_over_x1'] or float('nan'):.2f}")
+          f"{v['rss_accounts_max_over_x1'] or float('nan'):.2f}; peak PSS {v['events_max_row']} / x1 = "
+          f"{v['pss_events_max_over_x1'] or float('nan'):.2f}, {v['accounts_max_row']} / x1 = "
+          f"{v['pss_accounts_max_over_x1'] or float('nan'):.2f}")
     if v["ratio_x1_one_process"] is not None:
         print(f"in one process: {v['ratio_x1_one_process']:.1%} of one plain-Python thread")
     if streaming:

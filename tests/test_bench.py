@@ -53,16 +53,17 @@ def test_spread_accounts_keeps_every_line_and_multiplies_accounts(tmp_path):
     assert open(again, "rb").read() == open(target, "rb").read()
 
 
-def _row(name, events, accounts, rss, ratio=0.05):
+def _row(name, events, accounts, rss, ratio=0.05, pss=None):
     return {
         "row": name, "events": events, "accounts": accounts, "plain_events_per_s": 100_000.0,
         "detect_seconds": 2.0, "detect_events_per_s": 5_000.0, "ratio": ratio, "detect_peak_rss_mb": rss,
+        "detect_peak_pss_mb": pss,
     }
 
 
 def test_table_report_and_verdict():
-    rows = [_row("events x1", 1000, 10, 100.0), _row("events x4", 4000, 10, 120.0),
-            _row("accounts x1", 1000, 10, 100.0), _row("accounts x100", 1000, 1000, 300.0)]
+    rows = [_row("events x1", 1000, 10, 100.0, pss=80.0), _row("events x4", 4000, 10, 120.0, pss=88.0),
+            _row("accounts x1", 1000, 10, 100.0, pss=80.0), _row("accounts x100", 1000, 1000, 300.0)]
     table = bench.format_table(rows).splitlines()
     assert table[0].split()[:3] == ["row", "events", "accounts"]
     assert len(table) == 2 + len(rows)
@@ -71,6 +72,9 @@ def test_table_report_and_verdict():
     assert verdict["meets_speed_target"] is False
     assert verdict["rss_events_max_over_x1"] == 1.2
     assert verdict["rss_accounts_max_over_x1"] == 3.0
+    assert verdict["pss_events_max_over_x1"] == 1.1
+    assert verdict["pss_accounts_max_over_x1"] is None  # not measured on that row: no ratio, and "-" shown
+    assert table[2].split()[-1] == "80" and table[-1].split()[-1] == "-"
     growth = bench.rss_per_account(rows)
     assert growth["bytes_per_extra_account"] == 200 * 1024 * 1024 / 990
     json.dumps({"rows": rows, "verdict": verdict, "growth": growth})
@@ -123,7 +127,10 @@ def test_tree_rss_adds_up_the_worker_processes(tmp_path):
     process = subprocess.Popen([sys.executable, str(parent)], stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert [process.stdout.readline() for _ in range(2)] == [b"ready\n"] * 2
-        assert bench._tree_rss_kb(process.pid) > 120 * 1024
+        rss, pss = bench._tree_memory_kb(process.pid)
+        assert rss > 120 * 1024
+        # Each worker's 60 MB is its own: shared only are the interpreter's pages, which PSS splits.
+        assert 120 * 1024 < pss <= rss
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
