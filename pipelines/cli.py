@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from pipelines import warm_workers
 from pipelines.quiet_logs import QuietBeam
@@ -46,24 +46,76 @@ class _Interruptible:
             self._previous_handler = signal.signal(signal.SIGINT, self._on_interrupt)
             self._previous_hook = threading.excepthook
             threading.excepthook = self._thread_failed
+            # The signal reaches Python's handler only once the main thread runs again, maybe after the
+            # runner's threads have met the workers' end: the byte the C handler writes, in whatever thread
+            # took the signal, lets a watcher note the interrupt at once.
+            read, self._write = os.pipe()
+            os.set_blocking(self._write, False)
+            self._previous_wakeup = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+            threading.Thread(target=self._watch, args=(read,), name="guetteur-interrupt", daemon=True).start()
         return self
 
+    def _watch(self, read: int) -> None:
+        with os.fdopen(read, "rb", buffering=0) as signals:
+            while True:
+                received = signals.read(64)
+                if not received:
+                    return
+                if signal.SIGINT in received:
+                    self._noted()
+
+    def _noted(self) -> None:
+        if not self.seen.is_set():
+            self.seen.set()
+            logging.disable(logging.CRITICAL)  # what the runner logs of its workers' end from here is noise
+            warm_workers.interrupt()  # a Ctrl-C sent to this process alone: the workers must end too
+
     def _on_interrupt(self, signum, frame):
-        self.seen.set()
-        warm_workers.interrupt()  # a Ctrl-C sent to this process alone: the workers must end too
-        logging.disable(logging.CRITICAL)  # what the runner logs of its workers' end from here is noise
+        self._noted()
         raise KeyboardInterrupt
 
     def _thread_failed(self, args) -> None:
-        if not self.seen.is_set():
+        # A worker ended by a Ctrl-C can be met by the runner's threads a moment before this process
+        # notes the signal: a failing thread first gives the interrupt that moment to show.
+        if not self.seen.wait(0.5):
             self._previous_hook(args)
 
     def __exit__(self, *exc):
         # After an interrupt the runner's threads may still report, until the process is gone.
         if self._in_main_thread and not self.seen.is_set():
+            signal.set_wakeup_fd(self._previous_wakeup)
+            os.close(self._write)  # the watcher reads the end and goes
             signal.signal(signal.SIGINT, self._previous_handler)
             threading.excepthook = self._previous_hook
         return False
+
+
+def _run_job(run: Callable[[], object], in_a_thread: bool):
+    """`run()`, on a helper thread when `in_a_thread`, while this thread waits for it in short steps.
+
+    Python handles a signal in the main thread, but the kernel hands a process its Ctrl-C through any of
+    its threads; Beam's local runner waits for its bundles in the main thread without a timeout, and one
+    signal taken by another thread then left it waiting on workers that had already ended. Waiting here in
+    steps, this thread sees the signal within a fraction of a second. (Only for the local runner: the
+    portable runners' clients set signal handlers of their own, which only the main thread may do.)
+    """
+    if not in_a_thread:
+        return run()
+    outcome: dict = {}
+
+    def job():
+        try:
+            outcome["result"] = run()
+        except BaseException as err:  # noqa: BLE001 -- re-raised in the caller's thread, as run() would
+            outcome["error"] = err
+
+    thread = threading.Thread(target=job, name="guetteur-job", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _failed(command: str, err: Exception) -> int:
@@ -255,9 +307,9 @@ def run_detect(args, beam_args: List[str]) -> int:
         build_pipeline(pipeline, options)
         with interrupt:
             if observation.watching:
-                result = observation.run(pipeline)
+                result = _run_job(lambda: observation.run(pipeline), observation.runner is not None)
             else:
-                result = pipeline.run()
+                result = _run_job(pipeline.run, observation.runner is not None)
                 result.wait_until_finish()
     except Exception as err:
         if interrupt.seen.is_set():  # the workers' end after a Ctrl-C, met before the signal
@@ -333,12 +385,13 @@ def run_train(args, beam_args: List[str]) -> int:
     _check_baselines(args.baselines)
     options = _pipeline_options(args, beam_args)
     started = time.monotonic()
-    pipeline = beam.Pipeline(runner=_local_runner(args, options), options=options)
+    local = _local_runner(args, options)
+    pipeline = beam.Pipeline(runner=local, options=options)
     build_training_pipeline(pipeline, options)
     interrupt = _Interruptible()
     try:
         with interrupt:
-            result = pipeline.run()
+            result = _run_job(pipeline.run, local is not None)
             result.wait_until_finish()
     except Exception as err:
         if interrupt.seen.is_set():  # the workers' end after a Ctrl-C, met before the signal

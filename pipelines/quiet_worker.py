@@ -51,6 +51,24 @@ class _RunnerGone(logging.Filter):
         return not (record.exc_info and runner_gone(record.exc_info[1]))
 
 
+def die_with_parent(parent: int) -> None:
+    """Have the kernel end this worker when `parent`, the process that started it, ends (Linux only).
+
+    A worker started, or still starting, as its command ends (a Ctrl-C that crossed its start-up, a
+    command killed) would otherwise wait for a runner that is gone, for ever.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it had ended already
+        os._exit(130)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def run_harness() -> None:
     """Beam's SDK harness, for the runner named in this process's environment, until it has no more work
     or the runner is gone."""
@@ -80,6 +98,8 @@ def leave() -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--parent":  # pipelines/warm_workers.py: cold_worker_command()
+        die_with_parent(int(sys.argv[2]))
     quiet_stderr()
     run_harness()
     leave()

@@ -15,7 +15,8 @@ starts the worker cold, as before, so a zygote that is gone or never came up cos
 Forking is safe because the zygote forks before any gRPC channel, thread pool or worker state exists:
 it refuses to serve (and the workers start cold) if its imports left a second thread running. The
 zygote lives as long as the command: its stdin is a pipe the command holds open. On Ctrl-C it ends,
-and ends the workers it forked first (the command passes a Ctrl-C on, should only it have got one).
+and ends the workers it forked first (the command passes a Ctrl-C on, should only it have got one);
+a worker it forked dies with it in any case (`quiet_worker.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import subprocess
 import sys
 from typing import Callable, Optional, Set
 
+from pipelines.quiet_worker import die_with_parent
 from pipelines.warm_launcher import STARTED  # what a forked worker answers first, before its exit status
 
 # The modules a worker imports before its first bundle: Beam's harness, and what unpickling the
@@ -50,8 +52,9 @@ def supported() -> bool:
 
 
 def cold_worker_command() -> str:
-    # `exec`: the runner starts its worker command through a shell, which need not stay between them.
-    return f"exec {shlex.quote(sys.executable)} -m pipelines.quiet_worker"
+    # `exec`: the runner starts its worker command through a shell, which need not stay between them, so
+    # the worker's parent is this process, with which it dies.
+    return f"exec {shlex.quote(sys.executable)} -m pipelines.quiet_worker --parent {os.getpid()}"
 
 
 _zygote: Optional["Zygote"] = None
@@ -160,10 +163,11 @@ def _receive_environment(conn: socket.socket) -> Optional[dict]:
         return None
 
 
-def _run_worker(conn: socket.socket, environment: dict, target: Callable[[], None]) -> None:
+def _run_worker(conn: socket.socket, environment: dict, target: Callable[[], None], zygote: int) -> None:
     """In the forked child: become the worker the runner asked for, then report how it ended."""
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # as pipelines/quiet_worker.py: ends at once
     _children.clear()
+    die_with_parent(zygote)  # which ends with the command
     conn.settimeout(None)
     os.environ.clear()
     os.environ.update(environment)
@@ -236,13 +240,14 @@ def serve(listener: socket.socket, target: Callable[[], None]) -> None:
         conn, _ = listener.accept()
         environment = _receive_environment(conn)
         if environment is not None:
+            zygote = os.getpid()
             try:
                 pid = os.fork()
             except OSError:
                 pid = None  # no child: the launcher sees the connection close before STARTED and goes cold
             if pid == 0:
                 listener.close()
-                _run_worker(conn, environment, target)
+                _run_worker(conn, environment, target, zygote)
             elif pid:
                 _children.add(pid)
         conn.close()
