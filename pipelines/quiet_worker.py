@@ -69,14 +69,18 @@ def die_with_parent(parent: int) -> None:
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+def end_on_interrupt() -> None:
+    """Ctrl-C: the command says it; this process ends where it is (status 130, as a shell reports it)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
 def run_harness() -> None:
     """Beam's SDK harness, for the runner named in this process's environment, until it has no more work
     or the runner is gone."""
     import grpc
     from apache_beam.runners.worker import sdk_worker_main
 
-    # Ctrl-C: the command says it; this process ends where it is (status 130, as a shell reports it).
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # (a forked worker's is set as it is forked)
+    end_on_interrupt()  # (a forked worker's is set as it is forked)
     try:
         sdk_worker_main.main(sys.argv)
     except grpc.RpcError as error:

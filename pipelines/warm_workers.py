@@ -21,6 +21,7 @@ a worker it forked dies with it in any case (`quiet_worker.die_with_parent`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -33,7 +34,7 @@ import subprocess
 import sys
 from typing import Callable, Optional, Set
 
-from pipelines.quiet_worker import die_with_parent
+from pipelines.quiet_worker import die_with_parent, end_on_interrupt, quiet_stderr
 from pipelines.warm_launcher import STARTED  # what a forked worker answers first, before its exit status
 
 # The modules a worker imports before its first bundle: Beam's harness, and what unpickling the
@@ -165,7 +166,7 @@ def _receive_environment(conn: socket.socket) -> Optional[dict]:
 
 def _run_worker(conn: socket.socket, environment: dict, target: Callable[[], None], zygote: int) -> None:
     """In the forked child: become the worker the runner asked for, then report how it ended."""
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # as pipelines/quiet_worker.py: ends at once
+    end_on_interrupt()
     _children.clear()
     die_with_parent(zygote)  # which ends with the command
     conn.settimeout(None)
@@ -254,8 +255,6 @@ def serve(listener: socket.socket, target: Callable[[], None]) -> None:
 
 
 def _resolve(target: str) -> Callable[[], None]:
-    import importlib
-
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -263,13 +262,8 @@ def _resolve(target: str) -> Callable[[], None]:
 def main(argv) -> None:
     listener_fd, target, *warm_modules = argv[1:]
     listener = socket.socket(fileno=int(listener_fd))
-    # Ctrl-C reaches the whole process group; the command reports it, the zygote just goes.
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-    from pipelines.quiet_worker import quiet_stderr
-
+    end_on_interrupt()  # until it serves: then it ends the workers it forked too (`_end_workers`)
     quiet_stderr()  # before Beam's imports, which would otherwise install their own stderr handler
-    import importlib
-
     try:
         for module in warm_modules:
             importlib.import_module(module)
