@@ -58,8 +58,8 @@ def run_stages(pattern: str, config: DetectionConfig) -> dict:
                 if tag == DEAD_LETTER_TAG:
                     dead_letters += 1
                 elif tag is None:
-                    actor, packed = output
-                    folds[actor].append(packed)
+                    for actor, packed in output:
+                        folds[actor].append(packed)
     stages["fold"] = {"cpu_s": _cpu() - started, "ranges": ranges, "account_packs": sum(map(len, folds.values())),
                       "dead_letters": dead_letters}
 

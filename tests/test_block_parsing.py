@@ -93,13 +93,13 @@ def _blockwise(file_range: FileRange, block_bytes: int, block_lines: int):
     for out in fn.process(file_range):
         if isinstance(out, pvalue.TaggedOutput):
             if out.tag == batch_ingest.WINDOWS_TAG:
-                group, count = out.value
-                windows[group] += count
+                group_and_actor, count = out.value
+                windows[group_and_actor] += count
             else:
                 dead.append(out.value)
             continue
-        actor, packed = out
-        emitted.extend(((actor, start), fold) for start, fold in unpack_folds(packed))
+        for actor, packed in out:  # one element per fold of the range
+            emitted.extend(((actor, start), fold) for start, fold in unpack_folds(packed))
     counts = Counter(lines=fn._lines.value, accepted=fn._accepted.value, newest=fn._position.value, windows=windows)
     return emitted, dead, counts
 
@@ -150,8 +150,8 @@ def test_block_and_per_line_folds_dead_letters_and_counters_are_identical(corpor
             assert _merged(got_folds) == _merged(want_folds), file_range
             assert got_counts["lines"] == want_counts["lines"] and got_counts["accepted"] == want_counts["accepted"]
             assert got_counts["newest"] == want_counts["newest"]
-            # What scoring will weigh the organisations by: every window part the range emitted, by group.
-            assert got_counts["windows"] == Counter(group_of(fold.org, actor) for (actor, _), fold in got_folds)
+            # What scoring deals organisations by: every window part the range emitted, by group and account.
+            assert got_counts["windows"] == Counter((group_of(fold.org, actor), actor) for (actor, _), fold in got_folds)
             for item in batch_ingest._blocks(file_range, block_bytes, block_lines):
                 if not isinstance(item, Unreadable):
                     block = parse_block(item[0], WINDOW_MS, item[1])

@@ -1,4 +1,7 @@
-"""Organisations dealt to the local workers by their work (transforms/scoring_slots.py)."""
+"""Organisations dealt to the local workers by their work (transforms/scoring_slots.py), each worker merging
+and scoring its own (transforms/detect_in_slots.py)."""
+
+import json
 
 import apache_beam as beam
 from hypothesis import given
@@ -6,12 +9,15 @@ from hypothesis import strategies as st
 
 from pipelines.detect import build_pipeline
 from pipelines.options import LOCAL_RUNNER, GuetteurOptions
-from transforms.detect_per_group import DetectSlotInBatchFn
-from transforms.scoring_slots import slot_of, slots_by_work
+from pipelines.simulation import write_simulation
+from transforms.detect_in_slots import _MergeAndDetectSlotFn
+from transforms.scoring_slots import ScoringPlan, slots_by_work
 
-from tests.simulated_replay import replay_simulation
 
 weights = st.dictionaries(st.text(min_size=1, max_size=8), st.integers(min_value=1, max_value=10_000), max_size=60)
+counts = st.dictionaries(st.tuples(st.sampled_from(["org-a", "org-b", "org-c", "org-d", "org-e", "~x"]),
+                                   st.sampled_from(["u1", "u2", "u3", "u4", "u5", "u6", "u7"])),
+                         st.integers(min_value=1, max_value=500), max_size=20)
 
 
 @given(weights, st.integers(min_value=1, max_value=8))
@@ -33,29 +39,95 @@ def test_the_deal_is_the_same_whatever_order_the_counts_arrive_in(windows, slots
 def test_the_heaviest_organisations_are_spread_first():
     assigned = slots_by_work({"big-a": 50, "big-b": 48, "small-1": 2, "small-2": 1}, 2)
     assert assigned["big-a"] != assigned["big-b"]
-    assert slot_of(assigned, "small-2") in ("0", "1") and slot_of(assigned, "never-counted") == "0"
 
 
-def test_two_local_workers_score_each_organisation_in_one_of_two_slots_with_the_same_alerts(tmp_path, monkeypatch):
-    path, alone = replay_simulation(tmp_path / "one-worker")
-    seen = []
-    score = DetectSlotInBatchFn.process
+def test_organisations_an_account_worked_for_are_dealt_together():
+    # u2 read for org-a and org-b: they go as one (52 windows), against org-c (50).
+    plan = ScoringPlan({("org-a", "u1"): 30, ("org-a", "u2"): 2, ("org-b", "u2"): 20, ("org-c", "u3"): 50}, 2)
+    assert plan.slot_of("u1") == plan.slot_of("u2") != plan.slot_of("u3")
+    assert plan.groups_in(plan.slot_of("u2")) == [("org-a", ["u1", "u2"]), ("org-b", ["u2"])]
+    assert plan.groups_in(plan.slot_of("u3")) == [("org-c", ["u3"])]
+    assert plan.slot_of("never-counted") == "0" and plan.groups_in("7") == []
 
-    def recorded(self, element, baselines):
-        seen.append((element[0], [group for group, _ in element[1]]))
-        yield from score(self, element, baselines)
 
-    monkeypatch.setattr(DetectSlotInBatchFn, "process", recorded)
-    out = tmp_path / "two-workers"
-    options = GuetteurOptions([f"--runner={LOCAL_RUNNER}", f"--input={path}", f"--output={out}",
-                               "--direct_num_workers=2"])
+@given(counts, st.integers(min_value=1, max_value=4), st.randoms())
+def test_every_account_is_planned_with_each_of_its_organisations_whatever_the_order(windows, slots, random):
+    plan = ScoringPlan(windows, slots)
+    shuffled = list(windows.items())
+    random.shuffle(shuffled)
+    again = ScoringPlan(dict(shuffled), slots)
+    slot_of_group = {}
+    for group, actor in windows:
+        slot = plan.slot_of(actor)
+        assert again.slot_of(actor) == slot and int(slot) < slots
+        assert actor in dict(plan.groups_in(slot))[group]
+        assert slot_of_group.setdefault(group, slot) == slot  # an organisation is scored in one slot
+
+
+def _event(line: bytes):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _with_accounts_changing_organisation(path, out):
+    """The simulation, with two accounts that worked for a second organisation on some days and one whose
+    events on some days name no organisation: their windows end in several groups."""
+    lines = open(path, "rb").read().splitlines()
+    events = [event for event in map(_event, lines) if event is not None]
+    home = {e["actor"]: e["org"] for e in events if e.get("org") and isinstance(e.get("actor"), str)}
+    orgs = sorted(set(home.values()))
+    first, second, third = sorted(home)[:3]
+    movers = {first: next(org for org in orgs if org != home[first]),
+              second: next(org for org in reversed(orgs) if org != home[second]), third: None}
+    with open(out, "wb") as target:
+        for line in lines:
+            event = _event(line)
+            if event is None or event.get("actor") not in movers or str(event.get("ts"))[9:10] not in "13579":
+                target.write(line + b"\n")  # the simulation's bad lines stay as they are
+                continue
+            event["org"] = movers[event["actor"]]
+            if event["org"] is None:
+                del event["org"]
+            target.write(json.dumps(event).encode() + b"\n")
+    return movers
+
+
+def _replay(path, out, *flags):
+    options = GuetteurOptions([f"--runner={LOCAL_RUNNER}", f"--input={path}", f"--output={out}", *flags])
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, options)
-    assert sorted(open(out / "alerts.jsonl", "rb").read().splitlines()) == alone
+    return sorted(open(out / "alerts.jsonl", "rb").read().splitlines())
+
+
+def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_the_one_worker_alerts(tmp_path,
+                                                                                                   monkeypatch):
+    write_simulation(str(tmp_path / "sim"), seed=11, days=5, actors=30)
+    path = tmp_path / "changing.jsonl"
+    movers = _with_accounts_changing_organisation(tmp_path / "sim" / "events.jsonl", path)
+    alone = _replay(path, tmp_path / "one-worker")  # organisations as keys: merged per account, then scored
+    seen = []
+    process, detect = _MergeAndDetectSlotFn.process, _MergeAndDetectSlotFn.detect_group
+
+    def recorded_process(self, element, *side_inputs):
+        self.recorded_slot = element[0]
+        yield from process(self, element, *side_inputs)
+
+    def recorded_detect(self, group, activities, baselines):
+        seen.append((self.recorded_slot, group, {activity.actor for activity in activities}))
+        yield from detect(self, group, activities, baselines)
+
+    monkeypatch.setattr(_MergeAndDetectSlotFn, "process", recorded_process)
+    monkeypatch.setattr(_MergeAndDetectSlotFn, "detect_group", recorded_detect)
+    assert _replay(path, tmp_path / "two-workers", "--direct_num_workers=2") == alone
     assert len(alone) >= 3
-    assert sorted(slot for slot, _ in seen) == ["0", "1"]
-    slots_of_group = {}
-    for slot, groups in seen:
-        for group in groups:
-            assert slots_of_group.setdefault(group, slot) == slot  # an organisation is scored in one piece
-    assert len(slots_of_group) >= 4
+    assert sorted({slot for slot, _, _ in seen}) == ["0", "1"]
+    slot_of_group = {}
+    for slot, group, _ in seen:
+        assert slot_of_group.setdefault(group, slot) == slot  # an organisation is scored in one piece
+    assert len(slot_of_group) >= 4
+    for mover in movers:
+        groups = [group for _, group, actors in seen if mover in actors]
+        assert len(groups) == 2 and len({slot_of_group[group] for group in groups}) == 1

@@ -7,8 +7,8 @@ in blocks of a few MiB, validated a block at a time (pyarrow parses, numpy
 checks: transforms/block_parsing.py, which hands every line it cannot prove
 clean back to the per-line parser, in its place), and folded per account and
 window column by column (transforms/column_fold.py), as `ActivityFold` would
-line by line; only the folds — one element per account and range, holding all
-its windows — and the dead letters become elements.
+line by line; only the folds — one element per range, holding each account's
+windows packed apart — and the dead letters become elements.
 
 Validation, dead-letter reasons and counters are exactly those of
 `transforms/read_events.py`; a range owns every line that starts inside it, so
@@ -39,7 +39,7 @@ BLOCK_BYTES = 1 << 20
 BLOCK_LINES = 4096  # a compressed file's lines come one by one: blocks of this many
 # Fold a range's rows early once it holds this many, to bound memory (a whole .gz file is one range).
 MAX_FOLD_ROWS = 1 << 19
-# The output of (group, windows) a range folded, summed into the work per organisation (scoring_slots.py).
+# The output of ((group, actor), windows) a range folded, summed into the work per organisation (scoring_slots.py).
 WINDOWS_TAG = "windows_per_group"
 
 
@@ -187,8 +187,8 @@ def _check_complete(handle) -> None:
 
 
 class _FoldRange(beam.DoFn):
-    """One file range -> (actor, its windows' folds packed by `batch_windows.pack_columns`), plus dead letters
-    and the windows it folded per group."""
+    """One file range -> [(actor, its windows' folds packed by `batch_windows.pack_columns`), ...], plus dead
+    letters and the windows it folded per group and account."""
 
     def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES,
                  block_lines: int = BLOCK_LINES):
@@ -243,11 +243,11 @@ class _FoldRange(beam.DoFn):
                 newest = max(newest, ts)
                 rows.add_event(first_line + at, ts - ts % window_ms, event)
             if rows.size >= MAX_FOLD_ROWS:
-                yield from rows.fold()
+                yield from _one_element(rows.fold())
         self._newest_ms = newest
-        yield from rows.fold()
-        for group, windows in rows.windows_per_group.items():
-            yield pvalue.TaggedOutput(WINDOWS_TAG, (group, windows))
+        yield from _one_element(rows.fold())
+        for group_and_actor, windows in rows.windows_per_group.items():
+            yield pvalue.TaggedOutput(WINDOWS_TAG, (group_and_actor, windows))
         self._report(lines, accepted, rejected)
 
     def _report(self, lines: int, accepted: int, rejected: Dict[str, int]) -> None:
@@ -263,17 +263,24 @@ class _FoldRange(beam.DoFn):
             self._position.set(self._newest_ms)
 
 
+def _one_element(folds) -> Iterable[list]:
+    """A range's folds as one element: Beam's cost is per element, and a range holds thousands of accounts."""
+    batch = list(folds)
+    if batch:
+        yield batch
+
+
 class FoldedFiles(NamedTuple):
-    folds: beam.PCollection  # (actor, its windows of one range, packed); `MergeRangeFolds` joins the ranges
+    folds: beam.PCollection  # per range, [(actor, its windows of the range, packed), ...]; merged per account later
     dead_letters: beam.PCollection
-    windows_per_group: beam.PCollection  # (group, windows): what each organisation will cost to score
+    windows_per_group: beam.PCollection  # ((group, actor), windows): what each organisation will cost to score
 
 
 class ReadAndFoldFiles(beam.PTransform):
     """JSON Lines files (path or glob; plain or .gz) -> `FoldedFiles`: per-range folds of each account, dead
     letters, and the windows folded per organisation.
 
-    An account's window may be split across ranges: `MergeRangeFolds` puts it back together.
+    An account's window may be split across ranges: `batch_windows.merge_account_windows` puts it back together.
     """
 
     def __init__(self, file_pattern: str, window_minutes: int, mapping: FieldMapping = DEFAULT_MAPPING,
@@ -295,9 +302,9 @@ class ReadAndFoldFiles(beam.PTransform):
                 DEAD_LETTER_TAG, WINDOWS_TAG, main="folds"
             )
         )
-        results.folds.element_type = beam.typehints.KV[str, bytes]
+        results.folds.element_type = beam.typehints.List[beam.typehints.Tuple[str, bytes]]
         dead_letters = results[DEAD_LETTER_TAG]
         dead_letters.element_type = DeadLetter
         windows = results[WINDOWS_TAG]
-        windows.element_type = beam.typehints.KV[str, int]
+        windows.element_type = beam.typehints.KV[beam.typehints.Tuple[str, str], int]
         return FoldedFiles(results.folds, dead_letters, windows)

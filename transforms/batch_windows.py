@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 from itertools import repeat
-from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -21,7 +21,6 @@ from schemas.shuffle_bytes import compress, decompress
 from transforms.account_windows import ActivityFold, activity_fields_of, contribution
 from transforms.gc_pause import paused_gc
 from transforms.group_model import group_of
-from transforms.scoring_slots import slot_of, slots_by_work
 
 _ORG = AccountActivity._fields.index("org")
 
@@ -141,78 +140,65 @@ def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:
         yield start, _fold_of(row)
 
 
+def merge_account_windows(actor: str, parts: Iterable[bytes], window_ms: int) -> Dict[str, List[tuple]]:
+    """An account's folds of several ranges (`pack_columns`) -> group -> its windows, as AccountActivity tuples.
+
+    A window held whole by one range is read from its packed row as it is; only one split between
+    ranges (or files) is made a fold again and merged, its duplicates across them counted once.
+    """
+    # window start -> its one row as packed, or the fold its rows from several ranges were merged into
+    merged: Dict[int, object] = {}
+    for packed in parts:
+        for start, row in _rows(packed):
+            seen = merged.get(start)
+            if seen is None:
+                merged[start] = row
+                continue
+            if not isinstance(seen, ActivityFold):
+                seen = merged[start] = _fold_of(seen)
+            seen.merge(_fold_of(row))
+    # Each window's activity as the plain tuple it is packed as: no AccountActivity made only to be taken apart.
+    by_group: Dict[str, List[tuple]] = {}
+    for start, item in merged.items():
+        if isinstance(item, ActivityFold):
+            fields = tuple(item.to_activity(actor, start, start + window_ms, late=False))
+        else:
+            sums, _, created, records, org, actor_type = item
+            fields = activity_fields_of(actor, start, start + window_ms, sums, created, records, org, actor_type)
+        by_group.setdefault(group_of(fields[_ORG], actor), []).append(fields)
+    return by_group
+
+
 class _MergeAccountFolds(beam.DoFn):
+    """(actor, its packed folds of every range) -> (group, its windows of that group, packed) per group."""
+
     def __init__(self, window_ms: int):
         self._window_ms = window_ms
 
     def process(self, element):
-        with paused_gc():
-            yield from self._merge(element)
-
-    def _merge(self, element):
         actor, parts = element
-        # window start -> its one row as packed, or the fold its rows from several ranges were merged into
-        merged: Dict[int, object] = {}
-        for packed in parts:
-            for start, row in _rows(packed):
-                seen = merged.get(start)
-                if seen is None:
-                    merged[start] = row
-                    continue
-                if not isinstance(seen, ActivityFold):
-                    seen = merged[start] = _fold_of(seen)
-                seen.merge(_fold_of(row))
-        window_ms = self._window_ms
-        # Each window's activity as the plain tuple it is packed as: no AccountActivity made only to be taken apart.
-        by_group: Dict[str, List[tuple]] = {}
-        for start, item in merged.items():
-            if isinstance(item, ActivityFold):
-                fields = tuple(item.to_activity(actor, start, start + window_ms, late=False))
-            else:
-                sums, _, created, records, org, actor_type = item
-                fields = activity_fields_of(actor, start, start + window_ms, sums, created, records, org, actor_type)
-            by_group.setdefault(group_of(fields[_ORG], actor), []).append(fields)
-        for group, rows in by_group.items():
-            yield group, pack_activity_fields(rows)
-
-
-class _MergeAccountFoldsIntoSlots(_MergeAccountFolds):
-    """As `_MergeAccountFolds`, keyed by the scoring slot of each group (transforms/scoring_slots.py)."""
-
-    def __init__(self, window_ms: int, slots: int):
-        super().__init__(window_ms)
-        self._slots = slots
-        self._assigned = self._counted = None
-
-    def process(self, element, windows_per_group):
-        if self._counted is not windows_per_group:  # the same side input for the whole job: dealt once
-            self._assigned, self._counted = slots_by_work(windows_per_group, self._slots), windows_per_group
-        for group, packed in super().process(element):
-            yield slot_of(self._assigned, group), (group, packed)
+        with paused_gc():
+            for group, rows in merge_account_windows(actor, parts, self._window_ms).items():
+                yield group, pack_activity_fields(rows)
 
 
 class MergeRangeFolds(beam.PTransform):
-    """(actor, its windows of one range as `pack_columns` packs them) -> (group, packed AccountActivities).
+    """Ranges' folds, as lists of (actor, its windows of the range as `pack_columns` packs them) ->
+    (group, packed AccountActivities).
 
-    A window held whole by one range is read from its packed row as it is; only one split between
-    ranges (or files) is made a fold again and merged, its duplicates across them counted once.
-
-    With `slots` (the local runner's worker count) and the windows folded per group, the output is
-    instead (slot, (group, packed AccountActivities)): organisations dealt to the workers by their work.
+    Grouping by account puts each window split between ranges back together (`merge_account_windows`).
+    (A local replay with several workers merges in the slots that score: transforms/detect_in_slots.py.)
     """
 
-    def __init__(self, window_minutes: int, slots: Optional[int] = None, windows_per_group=None):
+    def __init__(self, window_minutes: int):
         super().__init__()
         self._window_ms = window_minutes * 60_000
-        self._slots = slots
-        self._windows_per_group = windows_per_group
 
     def expand(self, folds):
-        by_account = folds | "GroupByAccount" >> beam.GroupByKey()
-        if not self._slots:
-            return by_account | "MergeWindows" >> beam.ParDo(_MergeAccountFolds(self._window_ms)).with_output_types(
+        return (
+            folds
+            | "PerAccount" >> beam.FlatMap(lambda batch: batch).with_output_types(beam.typehints.KV[str, bytes])
+            | "GroupByAccount" >> beam.GroupByKey()
+            | "MergeWindows" >> beam.ParDo(_MergeAccountFolds(self._window_ms)).with_output_types(
                 beam.typehints.KV[str, bytes])
-        work = beam.pvalue.AsDict(self._windows_per_group | "CountWindows" >> beam.CombinePerKey(sum))
-        return by_account | "MergeWindows" >> beam.ParDo(
-            _MergeAccountFoldsIntoSlots(self._window_ms, self._slots), work
-        ).with_output_types(beam.typehints.KV[str, Tuple[str, bytes]])
+        )

@@ -46,8 +46,9 @@ class RangeRows:
         self._events: List[Tuple[int, int, AccessEvent]] = []  # (line, window start, event)
         self._next_line = 0
         self.size = 0
-        # group -> windows folded so far, a window split by an early fold counted once per part: what the
-        # organisation will cost to score (transforms/scoring_slots.py), not a count to report.
+        # (group, actor) -> windows folded so far, a window split by an early fold counted once per part: which
+        # organisations an account's windows may end in, and what each will cost to score
+        # (transforms/scoring_slots.py), not a count to report.
         self.windows_per_group: Counter = Counter()
 
     def add_block(self, block: ColumnBlock) -> int:
@@ -187,7 +188,7 @@ def _fold(table: pa.Table, windows_per_group: Counter) -> Iterator[Tuple[str, by
     target_values, target_bounds = created
     for first, last in zip(actor_starts[:-1], actor_starts[1:]):
         actor = actors[window_actors[first]]
-        windows_per_group.update(group_of(org, actor) for org in orgs[first:last])
+        windows_per_group.update((group_of(org, actor), actor) for org in orgs[first:last])
         column_created, column_records = [], []
         for w in range(first, last):
             a, b = target_bounds[w], target_bounds[w + 1]

@@ -165,12 +165,13 @@ class DetectPerGroupInBatchFn(_DetectionFn):
     """(group, [packed AccountActivities, ...]) -> its alerts: a whole bounded history, replayed once."""
 
     def process(self, element, baselines):
-        with paused_gc():
-            yield from self._detect(element, baselines)
-
-    def _detect(self, element, baselines):
         key, packs = element
-        activities = [activity for packed in packs for activity in unpack_activities(packed)]
+        with paused_gc():
+            yield from self.detect_group(key, [activity for packed in packs for activity in unpack_activities(packed)],
+                                         baselines)
+
+    def detect_group(self, key: str, activities, baselines):
+        """One organisation's windows of the whole replay -> its alerts (and learned baselines)."""
         initial = None
         if key in baselines:
             # Through the state Row, exactly as the streaming DoFn starts from what `train` learned.
@@ -184,67 +185,58 @@ class DetectPerGroupInBatchFn(_DetectionFn):
                 yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
 
 
-class DetectSlotInBatchFn(DetectPerGroupInBatchFn):
-    """(slot, [(group, packed AccountActivities), ...]) -> the alerts of each group of the slot, one after the
-    other (transforms/scoring_slots.py)."""
+def baselines_by_group(pipeline, initial_baselines):
+    """The side input of `train`'s baselines, group -> its AccountBaselines sorted (empty without)."""
+    if initial_baselines is None:
+        return beam.pvalue.AsDict(pipeline | "NoBaselines" >> beam.Create([]))
+    by_group = (
+        initial_baselines
+        | "KeyBaselines" >> beam.Map(lambda b: (b.group, b))
+        | "GroupBaselines" >> beam.GroupByKey()
+        | "ListBaselines" >> beam.MapTuple(lambda group, rows: (group, sorted(rows)))
+    )
+    return beam.pvalue.AsDict(by_group)
 
-    def process(self, element, baselines):
-        _, items = element
-        by_group: Dict[str, list] = {}
-        for group, packed in items:
-            by_group.setdefault(group, []).append(packed)
-        for group in sorted(by_group):
-            yield from super().process((group, by_group.pop(group)), baselines)
+
+def scored(grouped, score: beam.ParDo, emit_baselines: bool):
+    """Alerts (and, with emit_baselines, AccountBaselines) of a scoring ParDo applied to `grouped`."""
+    results = grouped | "ScoreInOrder" >> score.with_outputs(BASELINES_TAG, main="alerts")
+    results.alerts.element_type = Alert
+    results[BASELINES_TAG].element_type = AccountBaseline
+    if emit_baselines:
+        return results.alerts, results[BASELINES_TAG]
+    return results.alerts
 
 
 class DetectPerGroup(beam.PTransform):
     """(actor, AccountActivity) -> Alert records (and, with emit_baselines, the final AccountBaselines).
 
     With `batched=True` the input is instead (group, packed AccountActivities),
-    bounded (transforms/batch_windows.py); with `slotted=True` too, it is
-    (slot, (group, packed AccountActivities)). `initial_baselines`, a
+    bounded (transforms/batch_windows.py). `initial_baselines`, a
     PCollection of AccountBaseline, seeds accounts seen for the first time
     (from `guetteur train`); they keep learning from there.
     """
 
     def __init__(self, config: DetectionConfig, initial_baselines=None, emit_baselines: bool = False,
-                 batched: bool = False, slotted: bool = False):
+                 batched: bool = False):
         super().__init__()
         self._config = config
         self._initial = initial_baselines
         self._emit_baselines = emit_baselines
         self._batched = batched
-        self._slotted = slotted
-
-    def _baselines_side_input(self, pipeline):
-        if self._initial is None:
-            return beam.pvalue.AsDict(pipeline | "NoBaselines" >> beam.Create([]))
-        by_group = (
-            self._initial
-            | "KeyBaselines" >> beam.Map(lambda b: (b.group, b))
-            | "GroupBaselines" >> beam.GroupByKey()
-            | "ListBaselines" >> beam.MapTuple(lambda group, rows: (group, sorted(rows)))
-        )
-        return beam.pvalue.AsDict(by_group)
 
     def expand(self, activities):
-        side = self._baselines_side_input(activities.pipeline)
+        side = baselines_by_group(activities.pipeline, self._initial)
         if self._batched or activities.is_bounded:
             if not self._batched:
                 activities = activities | "PackByGroup" >> beam.Map(
                     lambda kv: (group_key(kv[1]), pack_activities([kv[1]]))
                 ).with_output_types(beam.typehints.KV[str, bytes])
             grouped = activities | "GroupByOrganisation" >> beam.GroupByKey()
-            scoring = DetectSlotInBatchFn if self._slotted else DetectPerGroupInBatchFn
-            score = beam.ParDo(scoring(self._config, self._emit_baselines), side)
+            score = beam.ParDo(DetectPerGroupInBatchFn(self._config, self._emit_baselines), side)
         else:
             keyed = activities | "KeyByGroup" >> beam.Map(lambda kv: (group_key(kv[1]), kv[1])).with_output_types(
                 beam.typehints.KV[str, AccountActivity]
             )
             grouped, score = keyed, beam.ParDo(DetectPerGroupFn(self._config, self._emit_baselines), side)
-        results = grouped | "ScoreInOrder" >> score.with_outputs(BASELINES_TAG, main="alerts")
-        results.alerts.element_type = Alert
-        results[BASELINES_TAG].element_type = AccountBaseline
-        if self._emit_baselines:
-            return results.alerts, results[BASELINES_TAG]
-        return results.alerts
+        return scored(grouped, score, self._emit_baselines)

@@ -9,6 +9,7 @@ import apache_beam as beam
 from schemas.dead_letter import DeadLetter
 from transforms.account_windows import KeyByActor, SummariseAccountWindows
 from transforms.batch_windows import MergeRangeFolds
+from transforms.detect_in_slots import DetectInSlots
 from transforms.detect_per_group import DetectPerGroup
 from transforms.detection_config import DetectionConfig
 from transforms.stream_fold import FoldAccountStream
@@ -19,9 +20,9 @@ class DetectAnomalies(beam.PTransform):
 
     With `folded=True` the input is instead the per-range folds of a batch
     replay (transforms/batch_ingest.py); with `scoring_slots` (the local
-    runner's worker processes) and the windows folded per organisation too,
-    organisations are dealt to the workers by their work
-    (transforms/scoring_slots.py). `initial_baselines`: a PCollection of
+    runner's worker processes) and the windows folded per organisation and
+    account too, organisations are dealt to the workers by their work, and
+    each worker merges and scores its own (transforms/detect_in_slots.py). `initial_baselines`: a PCollection of
     AccountBaseline learned by `guetteur train`.
 
     With `dead_letters=True` the result ends with one more PCollection: the
@@ -45,10 +46,13 @@ class DetectAnomalies(beam.PTransform):
         config = self._config
         too_late = None
         if self._folded:
-            activities = events | "MergeRangeFolds" >> MergeRangeFolds(config.window_minutes, self._slots,
-                                                                        self._windows_per_group)
-            detected = activities | "DetectPerGroup" >> DetectPerGroup(config, self._initial, self._emit_baselines,
-                                                                       batched=True, slotted=bool(self._slots))
+            if self._slots:
+                detected = events | "DetectInSlots" >> DetectInSlots(config, self._slots, self._windows_per_group,
+                                                                     self._initial, self._emit_baselines)
+            else:
+                activities = events | "MergeRangeFolds" >> MergeRangeFolds(config.window_minutes)
+                detected = activities | "DetectPerGroup" >> DetectPerGroup(config, self._initial, self._emit_baselines,
+                                                                           batched=True)
         else:
             keyed = events | "KeyByActor" >> KeyByActor()
             if keyed.is_bounded:

@@ -9,28 +9,75 @@ second's more scoring than the other while its core sat idle.
 Here the organisations are dealt by the windows each holds, counted as the
 file ranges are folded: the largest first, each to the slot with the least
 work so far (longest-processing-time first, within a few percent of the best
-split). Each slot is one grouped key, so each worker gets one slot. Flink and
-Dataflow hash keys to workers and keep organisations as keys.
+split). Each slot is one grouped key, so each worker gets one slot.
+
+The slot also merges its accounts' folds (transforms/detect_in_slots.py), so
+an account goes to the slot of its organisation before its windows are
+merged, that is before the organisation of each window is final. It is known
+to lie among those the ranges saw for it, each range's counts name them, and
+an account that worked for several organisations binds them together: they
+are dealt as one. Flink and Dataflow hash keys to workers and keep
+organisations as keys.
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping, Tuple
 
 
-def slots_by_work(windows_per_group: Mapping[str, int], slots: int) -> Dict[str, int]:
-    """group -> its slot, 0..slots-1. The same on every worker: ties are broken by name, then slot number."""
+def slots_by_work(work: Mapping[str, int], slots: int) -> Dict[str, int]:
+    """name -> its slot, 0..slots-1. The same on every worker: ties are broken by name, then slot number."""
     loads = [(0, slot) for slot in range(slots)]
     assigned: Dict[str, int] = {}
-    for group, windows in sorted(windows_per_group.items(), key=lambda item: (-item[1], item[0])):
+    for name, windows in sorted(work.items(), key=lambda item: (-item[1], item[0])):
         load, slot = heapq.heappop(loads)
-        assigned[group] = slot
+        assigned[name] = slot
         heapq.heappush(loads, (load + windows, slot))
     return assigned
 
 
-def slot_of(assigned: Mapping[str, int], group: str) -> str:
-    """The key a group's windows are scored under. (Every merged window's group was counted by a range that
-    folded part of it; were one not, it would still be scored, in slot 0.)"""
-    return str(assigned.get(group, 0))
+class ScoringPlan:
+    """Which slot merges and scores each account, and the organisations each slot scores with their accounts.
+
+    Built on every worker from the same counts, ((group, actor), windows) summed over the ranges; the
+    same counts give the same plan.
+    """
+
+    def __init__(self, windows: Mapping[Tuple[str, str], int], slots: int):
+        parent: Dict[str, str] = {}
+
+        def unit(group: str) -> str:
+            # Union-find, each group's unit named by its smallest group, whatever the order of the counts.
+            root = group
+            while parent.get(root, root) != root:
+                root = parent[root]
+            while group != root:
+                parent[group], group = root, parent[group]
+            return root
+
+        first_group: Dict[str, str] = {}
+        for group, actor in sorted(windows):
+            parent.setdefault(group, group)
+            seen = first_group.setdefault(actor, group)
+            a, b = unit(seen), unit(group)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        work: Dict[str, int] = {}
+        for (group, _), count in windows.items():
+            work[unit(group)] = work.get(unit(group), 0) + count
+        slot_of_unit = slots_by_work(work, slots)
+        self._slot_of_actor = {actor: str(slot_of_unit[unit(group)]) for actor, group in first_group.items()}
+        by_slot: Dict[str, Dict[str, List[str]]] = {}
+        for group, actor in sorted(windows):
+            by_slot.setdefault(str(slot_of_unit[unit(group)]), {}).setdefault(group, []).append(actor)
+        self._groups = {slot: sorted(groups.items()) for slot, groups in by_slot.items()}
+
+    def slot_of(self, actor: str) -> str:
+        """The key an account's folds are merged and scored under. (Every account with folds was counted by the
+        ranges that folded them: one that was not goes to slot 0, which stops rather than score it wrongly.)"""
+        return self._slot_of_actor.get(actor, "0")
+
+    def groups_in(self, slot: str) -> List[Tuple[str, List[str]]]:
+        """(group, the accounts that may have windows in it), by group name, for the groups dealt to `slot`."""
+        return self._groups.get(slot, [])

@@ -1,0 +1,106 @@
+"""A local batch replay's last stage: each worker merges the folds of the accounts dealt to it and scores their
+organisations.
+
+Elsewhere a replay groups the ranges' folds by account to merge them, then the
+windows by organisation to score them (transforms/batch_windows.py,
+transforms/detect_per_group.py): two shuffles, and on the local runner two
+stages, each waiting for its slowest worker. Here the ranges' folds go
+straight to the slot (one per worker) their organisation was dealt to
+(transforms/scoring_slots.py), a range's accounts in one element per slot,
+and the slot merges each account's windows just before it scores the
+organisation they belong to. The alerts are the same: each organisation is
+still scored in one piece, from the same windows.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import apache_beam as beam
+
+from schemas.activity import AccountActivity
+from transforms.batch_windows import merge_account_windows
+from transforms.detect_per_group import DetectPerGroupInBatchFn, baselines_by_group, scored
+from transforms.detection_config import DetectionConfig
+from transforms.gc_pause import paused_gc
+from transforms.scoring_slots import ScoringPlan
+
+
+class _Planned:
+    """The scoring plan of the windows' counts, built once per worker: the side input is the same for the whole job."""
+
+    def __init__(self, slots: int):
+        self._slots = slots
+        self._counted = self._plan = None
+
+    def plan(self, windows) -> ScoringPlan:
+        if self._counted is not windows:
+            self._plan, self._counted = ScoringPlan(windows, self._slots), windows
+        return self._plan
+
+
+class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
+    """(slot, [[(actor, packed folds of one range)], ...]) -> the alerts of each organisation of the slot.
+
+    Organisations one after the other, in name order: only one organisation's windows are unpacked at a
+    time. An account whose windows span several organisations is merged for the first of them; its
+    windows of the others wait for their turn.
+    """
+
+    def __init__(self, config: DetectionConfig, emit_baselines: bool, slots: int):
+        super().__init__(config, emit_baselines)
+        self._planned = _Planned(slots)
+
+    def process(self, element, baselines, windows, ranges):
+        slot, _ = element
+        plan = self._planned.plan(windows)
+        parts: Dict[str, List[bytes]] = {}
+        for folds in ranges:
+            for actor, packed in folds:
+                if plan.slot_of(actor) == slot:
+                    parts.setdefault(actor, []).append(packed)
+        window_ms = self._config.window_ms
+        waiting: Dict[str, List[tuple]] = {}
+        with paused_gc():
+            for group, actors in plan.groups_in(slot):
+                rows = waiting.pop(group, [])
+                for actor in actors:
+                    packs = parts.pop(actor, None)
+                    if packs is None:
+                        continue  # merged for an earlier organisation, or no folds in this slot
+                    for merged_group, merged in merge_account_windows(actor, packs, window_ms).items():
+                        (rows if merged_group == group else waiting.setdefault(merged_group, [])).extend(merged)
+                yield from self.detect_group(group, [AccountActivity._make(fields) for fields in rows], baselines)
+        if parts or waiting:
+            # A window's organisation is one a range saw for it, and every range counts what it saw: cannot happen.
+            raise RuntimeError(f"slot {slot}: windows of {len(parts)} account(s) and {len(waiting)} organisation(s) "
+                               "were not in the scoring plan")
+
+
+class DetectInSlots(beam.PTransform):
+    """Ranges' folds ([(actor, packed)] per range) -> Alert records (and, with emit_baselines, AccountBaselines).
+
+    `windows`: ((group, actor), windows) as the ranges counted them; `slots`: the local runner's workers.
+    """
+
+    def __init__(self, config: DetectionConfig, slots: int, windows, initial_baselines=None,
+                 emit_baselines: bool = False):
+        super().__init__()
+        self._config = config
+        self._slots = slots
+        self._windows = windows
+        self._initial = initial_baselines
+        self._emit_baselines = emit_baselines
+
+    def expand(self, folds):
+        counts = beam.pvalue.AsDict(self._windows | "CountWindows" >> beam.CombinePerKey(sum))
+        slots = (
+            folds.pipeline
+            | "Slots" >> beam.Create([(str(slot), None) for slot in range(self._slots)])
+            | "OneSlotPerWorker" >> beam.GroupByKey()
+        )
+        side = baselines_by_group(folds.pipeline, self._initial)
+        score = beam.ParDo(_MergeAndDetectSlotFn(self._config, self._emit_baselines, self._slots), side, counts,
+                           beam.pvalue.AsIter(folds))
+        return scored(slots, score, self._emit_baselines)
+
