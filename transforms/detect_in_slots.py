@@ -99,7 +99,7 @@ class DetectInSlots(beam.PTransform):
             | "Slots" >> beam.Create([(str(slot), None) for slot in range(self._slots)])
             | "OneSlotPerWorker" >> beam.GroupByKey()
         )
-        side = baselines_by_group(folds.pipeline, self._initial)
+        side = baselines_by_group(self._initial)
         score = beam.ParDo(_MergeAndDetectSlotFn(self._config, self._emit_baselines, self._slots), side, counts,
                            beam.pvalue.AsIter(folds))
         return scored(slots, score, self._emit_baselines)

@@ -185,10 +185,11 @@ class DetectPerGroupInBatchFn(_DetectionFn):
                 yield pvalue.TaggedOutput(BASELINES_TAG, baseline)
 
 
-def baselines_by_group(pipeline, initial_baselines):
-    """The side input of `train`'s baselines, group -> its AccountBaselines sorted (empty without)."""
+def baselines_by_group(initial_baselines):
+    """The side input of `train`'s baselines, group -> its AccountBaselines sorted; without, a plain empty
+    dict (a side input of nothing would cost a stage of its own)."""
     if initial_baselines is None:
-        return beam.pvalue.AsDict(pipeline | "NoBaselines" >> beam.Create([]))
+        return {}
     by_group = (
         initial_baselines
         | "KeyBaselines" >> beam.Map(lambda b: (b.group, b))
@@ -226,7 +227,7 @@ class DetectPerGroup(beam.PTransform):
         self._batched = batched
 
     def expand(self, activities):
-        side = baselines_by_group(activities.pipeline, self._initial)
+        side = baselines_by_group(self._initial)
         if self._batched or activities.is_bounded:
             if not self._batched:
                 activities = activities | "PackByGroup" >> beam.Map(
