@@ -80,7 +80,8 @@ chaos: setup
 # window) on the same ~1M simulated events, as a same-run ratio; events x1/x2/x4 and accounts x1/x10/x100 with
 # time and peak RSS (detect and its worker processes); state bytes per account from `guetteur train`. Each row
 # runs with the workers detect picks by default (one per core from 64 MiB of input; BENCH_WORKERS=N to force),
-# and the x1 file again in one process. Table on stdout, out/bench/report.json.
+# and the x1 file again in one process. Each row runs detect BENCH_RUNS times (3), plain Python before and
+# after each, and keeps each side's fastest run: this VM's speed drifts. Table on stdout, out/bench/report.json.
 # Simulated files are kept under out/bench/data and reused. BENCH_SCALE=small: ~100k events, a few minutes.
 # BENCH_FLINK_RATES=500,1000,2000 adds streaming rows on a real Flink session cluster fed from Kafka
 # (BENCH_FLINK_EVENTS per rate, default 60000; ~3 min per rate): throughput and alert latency p50/p99.
@@ -88,11 +89,12 @@ BENCH_DIR := out/bench
 BENCH_SCALE ?= full
 BENCH_FLINK_RATES ?=
 BENCH_FLINK_EVENTS ?= 60000
+BENCH_RUNS ?= 3
 .PHONY: bench
 bench: setup $(if $(BENCH_FLINK_RATES),tools)
 	$(if $(BENCH_FLINK_RATES),deploy/local/fetch.sh flink-dist)
 	BENCH_SCALE=$(BENCH_SCALE) BENCH_FLINK_RATES=$(BENCH_FLINK_RATES) BENCH_FLINK_EVENTS=$(BENCH_FLINK_EVENTS) \
-	  $(BIN)/python -m pipelines.bench --output $(BENCH_DIR)
+	  BENCH_RUNS=$(BENCH_RUNS) $(BIN)/python -m pipelines.bench --output $(BENCH_DIR)
 
 # Runner tools (issue 4), fetched into .cache/ by deploy/local/fetch.sh on first use: Beam's Flink
 # runner + job server + KafkaIO expansion service classpath and a Kafka broker (Maven Central), a Flink

@@ -112,8 +112,8 @@ def test_without_workers_each_row_runs_as_detect_would_pick(tmp_path, monkeypatc
         "seconds": 1.0, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
     monkeypatch.delenv("BENCH_WORKERS", raising=False)
     assert bench.main(["--output", str(tmp_path / "bench"), "--scale", "tiny", "--no-train",
-                       "--events-factors", "1", "--accounts-factors", "1"]) == 0
-    assert asked == [1]  # a tiny file: in one process, and no separate one-process row
+                       "--events-factors", "1", "--accounts-factors", "1", "--runs", "2"]) == 0
+    assert asked == [1, 1]  # a tiny file: in one process (twice, as asked), and no separate one-process row
 
 
 def test_tree_rss_adds_up_the_worker_processes(tmp_path):
@@ -158,3 +158,23 @@ def test_the_ratio_is_taken_against_the_faster_plain_run(tmp_path, monkeypatch):
     assert row["plain_runs_events_per_s"] == [200_000.0, 300_000.0]
     assert row["plain_events_per_s"] == 300_000.0
     assert row["ratio"] == 100_000.0 / 300_000.0
+
+
+def test_each_side_is_taken_at_its_fastest_run_and_memory_at_its_highest(tmp_path, monkeypatch):
+    plain_rates = iter([300_000.0, 250_000.0, 400_000.0, 350_000.0])
+    monkeypatch.setattr(bench, "plain_count", lambda path: {
+        "seconds": 1.0, "events": 1000, "bad_lines": 0, "accounts": 3, "account_windows": 9,
+        "events_per_s": next(plain_rates)})
+    detects = iter([(0.04, 70.0, 50.0), (0.02, 60.0, 40.0), (0.03, 90.0, 45.0)])
+
+    def run_detect(guetteur, path, output, workers=1):
+        seconds, rss, pss = next(detects)
+        return {"seconds": seconds, "pipeline_seconds": seconds / 2, "peak_rss_mb": rss, "peak_pss_mb": pss}
+
+    monkeypatch.setattr(bench, "run_detect", run_detect)
+    row = bench.measure_row("events x1", _write(tmp_path), "guetteur", str(tmp_path / "out"), runs=3)
+    assert row["plain_runs_events_per_s"] == [300_000.0, 250_000.0, 400_000.0, 350_000.0]
+    assert row["detect_runs_seconds"] == [0.04, 0.02, 0.03]
+    assert row["detect_seconds"] == 0.02 and row["plain_events_per_s"] == 400_000.0
+    assert row["ratio"] == (1000 / 0.02) / 400_000.0
+    assert (row["detect_peak_rss_mb"], row["detect_peak_pss_mb"]) == (90.0, 50.0)
