@@ -84,8 +84,8 @@ def test_main_writes_report_with_a_stub_detect(tmp_path, monkeypatch):
     events = _write(tmp_path)
     monkeypatch.setattr(bench, "simulate", lambda work, guetteur, seed, days, actors: events)
     monkeypatch.setattr(bench, "run_detect",
-                        lambda guetteur, path, output, workers=1: {"seconds": 2.0 / workers, "pipeline_seconds": 0.5,
-                                                                    "peak_rss_mb": 64.0})
+                        lambda guetteur, path, output, workers=1, sample_memory=True: {
+                            "seconds": 2.0 / workers, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
     out = tmp_path / "bench"
     assert bench.main(["--output", str(out), "--scale", "tiny", "--no-train", "--workers", "2",
                        "--events-factors", "1,2", "--accounts-factors", "1,10"]) == 0
@@ -108,12 +108,13 @@ def test_without_workers_each_row_runs_as_detect_would_pick(tmp_path, monkeypatc
     events = _write(tmp_path)
     monkeypatch.setattr(bench, "simulate", lambda work, guetteur, seed, days, actors: events)
     asked = []
-    monkeypatch.setattr(bench, "run_detect", lambda guetteur, path, output, workers=1: asked.append(workers) or {
-        "seconds": 1.0, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
+    monkeypatch.setattr(bench, "run_detect", lambda guetteur, path, output, workers=1, sample_memory=True:
+                        asked.append(workers) or {"seconds": 1.0, "pipeline_seconds": 0.5, "peak_rss_mb": 64.0})
     monkeypatch.delenv("BENCH_WORKERS", raising=False)
     assert bench.main(["--output", str(tmp_path / "bench"), "--scale", "tiny", "--no-train",
                        "--events-factors", "1", "--accounts-factors", "1", "--runs", "2"]) == 0
-    assert asked == [1, 1]  # a tiny file: in one process (twice, as asked), and no separate one-process row
+    # A tiny file: in one process (once for memory, twice timed, as asked), and no separate one-process row.
+    assert asked == [1, 1, 1]
 
 
 def test_tree_rss_adds_up_the_worker_processes(tmp_path):
@@ -152,7 +153,7 @@ def test_the_ratio_is_taken_against_the_faster_plain_run(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "plain_count", lambda path: {
         "seconds": 1.0, "events": 1000, "bad_lines": 0, "accounts": 3, "account_windows": 9,
         "events_per_s": next(rates)})
-    monkeypatch.setattr(bench, "run_detect", lambda guetteur, path, output, workers=1: {
+    monkeypatch.setattr(bench, "run_detect", lambda guetteur, path, output, workers=1, sample_memory=True: {
         "seconds": 0.01, "pipeline_seconds": 0.005, "peak_rss_mb": 64.0})
     row = bench.measure_row("events x1", _write(tmp_path), "guetteur", str(tmp_path / "out"))
     assert row["plain_runs_events_per_s"] == [200_000.0, 300_000.0]
@@ -160,16 +161,18 @@ def test_the_ratio_is_taken_against_the_faster_plain_run(tmp_path, monkeypatch):
     assert row["ratio"] == 100_000.0 / 300_000.0
 
 
-def test_each_side_is_taken_at_its_fastest_run_and_memory_at_its_highest(tmp_path, monkeypatch):
+def test_each_side_is_taken_at_its_fastest_run_and_memory_in_a_run_of_its_own(tmp_path, monkeypatch):
     plain_rates = iter([300_000.0, 250_000.0, 400_000.0, 350_000.0])
     monkeypatch.setattr(bench, "plain_count", lambda path: {
         "seconds": 1.0, "events": 1000, "bad_lines": 0, "accounts": 3, "account_windows": 9,
         "events_per_s": next(plain_rates)})
-    detects = iter([(0.04, 70.0, 50.0), (0.02, 60.0, 40.0), (0.03, 90.0, 45.0)])
+    timed = iter([0.04, 0.02, 0.03])
 
-    def run_detect(guetteur, path, output, workers=1):
-        seconds, rss, pss = next(detects)
-        return {"seconds": seconds, "pipeline_seconds": seconds / 2, "peak_rss_mb": rss, "peak_pss_mb": pss}
+    def run_detect(guetteur, path, output, workers=1, sample_memory=True):
+        if sample_memory:  # slowed by its sampling: never the time kept
+            return {"seconds": 0.01, "pipeline_seconds": 0.005, "peak_rss_mb": 90.0, "peak_pss_mb": 50.0}
+        seconds = next(timed)
+        return {"seconds": seconds, "pipeline_seconds": seconds / 2, "peak_rss_mb": 30.0, "peak_pss_mb": None}
 
     monkeypatch.setattr(bench, "run_detect", run_detect)
     row = bench.measure_row("events x1", _write(tmp_path), "guetteur", str(tmp_path / "out"), runs=3)
