@@ -10,6 +10,7 @@ edge and 10 means ten times past it.
 
 from __future__ import annotations
 
+import math
 from typing import List, NamedTuple, Optional
 
 from schemas.alert import Expectation
@@ -98,7 +99,10 @@ class QuietBounds:
     down to floor / off_hours_floor_divisor at most (a day-long floor bends back up). So below 9/10
     of the lowest floor — the margin `_crosses` skips its rounding on — a measure cannot cross, and a
     window whose every measure is that low needs no threshold at all: nearly every window of a replay.
-    A level under 1 bounds nothing (None).
+    A level under 1 bounds nothing.
+
+    Asked of every window, so each level is kept as the bar it sets on ten times the measure: 9 times the
+    level, the product `_crosses` would take, or -inf for a level that bounds nothing.
     """
 
     __slots__ = ("_by_day", "_at_night", "_night_6h")
@@ -107,15 +111,15 @@ class QuietBounds:
         volume = config.volume
         self._by_day = self._levels(config, 1.0)
         self._at_night = self._levels(config, min(1.0, 1.0 / volume.off_hours_floor_divisor))
-        self._night_6h = _lowest(volume.off_hours_floor_6h)
+        self._night_6h = _ninefold(volume.off_hours_floor_6h)
 
     @staticmethod
     def _levels(config: DetectionConfig, bend: float):
         volume, novelty = config.volume, config.novelty
         # A young account's novelty floor is raised ((2 - trust) >= 1), never lowered.
-        return (_lowest(volume.floor("5m") * bend), _lowest(volume.floor("1h") * bend), _lowest(volume.floor("1d")),
-                _lowest(novelty.floor("15m") * bend), _lowest(novelty.floor("1h") * bend),
-                _lowest(novelty.floor("3h") * bend))
+        return (_ninefold(volume.floor("5m") * bend), _ninefold(volume.floor("1h") * bend),
+                _ninefold(volume.floor("1d")), _ninefold(novelty.floor("15m") * bend),
+                _ninefold(novelty.floor("1h") * bend), _ninefold(novelty.floor("3h") * bend))
 
     def hold(self, volumes: dict, novel_1h: Optional[int], novel_1d: int, off_hours: bool) -> bool:
         """True when no measure of this window can cross in any context (`assess_consultation` returns None).
@@ -124,24 +128,22 @@ class QuietBounds:
         """
         records_5m, records_1h, records_1d, novel_15m, novel_hour, novel_3h = (
             self._at_night if off_hours else self._by_day)
-        day = volumes["1d"]
-        if not (_under(volumes["5m"], records_5m) and _under(volumes["1h"], records_1h) and _under(day, records_1d)):
+        day = volumes["1d"] * 10
+        if volumes["5m"] * 10 > records_5m or volumes["1h"] * 10 > records_1h or day > records_1d:
             return False
         # The records read at night over 6 hours are part of the day's, which bounds them.
-        if off_hours and not _under(day, self._night_6h):
+        if off_hours and day > self._night_6h:
             return False
         if novel_1h is None:
             return True
         # The last 15 minutes hold at most the hour's novel records, the last 3 hours at most the day's.
-        return _under(novel_1h, novel_15m) and _under(novel_1h, novel_hour) and _under(novel_1d, novel_3h)
+        novel = novel_1h * 10
+        return novel <= novel_15m and novel <= novel_hour and novel_1d * 10 <= novel_3h
 
 
-def _lowest(level: float) -> Optional[float]:
-    return level if level >= 1.0 else None
-
-
-def _under(observed, bound: Optional[float]) -> bool:
-    return bound is not None and observed * 10 <= bound * 9
+def _ninefold(level: float) -> float:
+    """The bar a level sets on ten times a measure (`_crosses`'s skip); -inf, under which nothing is, below 1."""
+    return level * 9 if level >= 1.0 else -math.inf
 
 
 def _novelty_as_of_day_start(trust: float, span_minutes: int) -> bool:

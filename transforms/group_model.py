@@ -160,7 +160,8 @@ class GroupModel:
         late = activity.late or end <= model.last_window_end_ms
         if not late:
             age_to_day(model, end, config)
-        self.latest_end_ms = max(self.latest_end_ms, end)
+        if end > self.latest_end_ms:
+            self.latest_end_ms = end
 
         novelty_applies = model.history_days >= config.novelty.min_history_days
         novel = familiar = 0
@@ -171,10 +172,13 @@ class GroupModel:
             novel_share = len(to_learn) / len(sample) if sample else 0.0
             novel = round(novel_share * activity.distinct_records)
             familiar = round((1.0 - novel_share) * activity.consults)
-        scored = activity.records_touched - self._own_portfolio_export(model, activity)
+        scored = activity.records_touched
+        if activity.largest_bulk:
+            scored -= self._own_portfolio_export(model, activity)
         # Every scale weighs familiar files less: a burst of its own files is work, not a leak.
         weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
-        model.add_point(WindowPoint(start, max(0, weighted), novel, activity.creations, 0), end)
+        records = weighted if weighted > 0 else 0
+        model.add_point(WindowPoint(start, records, novel, activity.creations, 0), end)
         self.peers.worked(model)
         for target in activity.created:
             child = self._account(target, None)
@@ -185,13 +189,14 @@ class GroupModel:
 
         alerts: List[Alert] = []
         hour = model.hour_sums(end)
-        volumes = {"5m": max(0, weighted), "1h": hour[RECORDS], "1d": model.day_sum(RECORDS)}
+        day_sums = model.day_sums
+        volumes = {"5m": records, "1h": hour[RECORDS], "1d": day_sums[RECORDS]}
         novel_1h = hour[NOVEL] if novelty_applies else None
         incidents = model.incidents
         consultation = creation = None
-        if (not hour[CREATIONS] and not model.day_sum(CREATIONS) and CONSULTATION_VOLUME not in incidents
+        if (not hour[CREATIONS] and not day_sums[CREATIONS] and CONSULTATION_VOLUME not in incidents
                 and CREATION_RATE not in incidents
-                and self._quiet.hold(volumes, novel_1h, model.day_sums[NOVEL], self.peers.off_hours(model, start, end))):
+                and self._quiet.hold(volumes, novel_1h, day_sums[NOVEL], self.peers.off_hours(model, start, end))):
             # Nothing can cross and no story is open (nearly every window): no threshold to build.
             self.peers.asked_by(model, end)
         else:
@@ -207,12 +212,12 @@ class GroupModel:
                 self._track(model, CREATION_RATE, Subject(activity.actor, activity.org, model.actor_type),
                             (start, end), activity.creations, creation, list(activity.created), alerts)
         if model.created_by:
-            self._attribute_to_creator(model, activity, max(0, weighted), alerts)
+            self._attribute_to_creator(model, activity, records, alerts)
 
         if not late:
             model.last_window_end_ms = end
             if consultation is None and creation is None:
-                learn(model, start, volumes, novel_1h, model.day_sum(CREATIONS), to_learn, config)
+                learn(model, start, volumes, novel_1h, day_sums[CREATIONS], to_learn, config)
         return alerts
 
     def _own_portfolio_export(self, model: AccountModel, activity: AccountActivity) -> int:

@@ -114,7 +114,7 @@ class PeerGroup:
         # Asked of nearly every window: a trusted account's own hours are read without a call.
         hours = (model.hours_seen if model.history_days >= self.config.volume.trust_days
                  else self.working_hours(model, window_end_ms))
-        return is_off_hours(hours, hour_slot(window_start_ms))
+        return not hours & _NEIGHBOURHOODS[hour_slot(window_start_ms)]  # is_off_hours, without a call
 
     def asked_by(self, model: AccountModel, window_end_ms: int) -> None:
         """What scoring this window would ask of the organisation, asked for a window that needs no threshold.
@@ -146,7 +146,8 @@ class PeerGroup:
             return self._lift_at[1]
         volume = self.config.volume
         idle = []
-        self._newest_end_ms = max(self._newest_end_ms, window_end_ms)
+        if window_end_ms > self._newest_end_ms:
+            self._newest_end_ms = window_end_ms
         forget_before = self._newest_end_ms - self._forget_after_ms
         hour_ago = window_end_ms - MS_PER_HOUR
         trust_days = volume.trust_days
@@ -164,8 +165,14 @@ class PeerGroup:
         # at work, as in more than half the hours, and their hours need not be summed at all.)
         lift = 1.0
         if len(counted) >= max(4, volume.min_peers):
-            ratios = [model.hour_sums(window_end_ms)[RECORDS]
-                      / max(model.typical_1h, self._hourly_floor(model.actor_type)) for model in counted]
+            ratios = []
+            floors = self._hourly_floors
+            for model in counted:
+                floor = floors.get(model.actor_type)
+                if floor is None:
+                    floor = self._hourly_floor(model.actor_type)
+                typical = model.typical_1h
+                ratios.append(model.hour_sums(window_end_ms)[RECORDS] / (typical if typical >= floor else floor))
             lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_ratio))
         for actor in idle:
             del self._recent[actor]
