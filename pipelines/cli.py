@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Callable, List, Optional, Sequence
 
 from pipelines import warm_workers
 from pipelines.quiet_logs import QuietBeam
+from transforms.gc_pause import kept_for_good
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -483,6 +485,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command in ("detect", "train"):
             if _may_run_local_workers(args, extra):
                 warm_workers.warm_up()
+            with kept_for_good():
+                importlib.import_module("pipelines.detect")
             try:
                 if args.command == "detect":
                     _check_baselines(args.baselines)

@@ -36,6 +36,7 @@ from typing import Callable, Optional, Set
 
 from pipelines.quiet_worker import die_with_parent, end_on_interrupt, quiet_stderr
 from pipelines.warm_launcher import STARTED  # what a forked worker answers first, before its exit status
+from transforms.gc_pause import kept_for_good
 
 # The modules a worker imports before its first bundle: Beam's harness, and what unpickling the
 # pipeline's DoFns imports (every transform `guetteur detect` and `train` run).
@@ -265,8 +266,9 @@ def main(argv) -> None:
     end_on_interrupt()  # until it serves: then it ends the workers it forked too (`_end_workers`)
     quiet_stderr()  # before Beam's imports, which would otherwise install their own stderr handler
     try:
-        for module in warm_modules:
-            importlib.import_module(module)
+        with kept_for_good():  # also spares the forked workers' collections from walking what they share
+            for module in warm_modules:
+                importlib.import_module(module)
         run = _resolve(target)
     except Exception:  # noqa: BLE001 -- a cold worker will meet the same error and report it where it matters
         return

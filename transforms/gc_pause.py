@@ -22,3 +22,18 @@ def paused_gc():
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def kept_for_good():
+    """For imports, whose objects live as long as the process: the collector is paused while they are made,
+    then they are set aside (gc.freeze), so that no collection walks them again. Without the freeze the
+    first collection after the pause walked them all: 0.06-0.11 s of a replay's start-up."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
