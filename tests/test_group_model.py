@@ -412,8 +412,8 @@ def test_windows_left_unscored_leave_every_later_window_judged_the_same(monkeypa
 
 
 def test_a_window_left_unscored_asks_the_organisation_what_a_scored_one_asks():
-    # What PeerGroup remembers after a window (its per-day caches, the hour's lift) is the same whether
-    # the window was scored in full or left quiet.
+    # What PeerGroup remembers after a window (its per-day caches) is the same whether the window was scored
+    # in full or left quiet, and so is the hour's lift that a later window of the same end reads.
     from transforms.consultation_volume import assess_consultation
     from transforms.group_model import ScoringContext
 
@@ -431,9 +431,48 @@ def test_a_window_left_unscored_asks_the_organisation_what_a_scored_one_asks():
         else:
             peers.off_hours(young, at, at + WINDOW)
             peers.asked_by(young, at + WINDOW)
-        memories.append((dict(peers._peaks), dict(peers._hours), peers._lift_at, sorted(peers._recent)))
-    assert memories[0][0] and memories[0][2][0] == at + WINDOW  # something was asked and remembered
+        memories.append((dict(peers._peaks), dict(peers._hours), peers.org_lift(at + WINDOW), sorted(peers._recent)))
+    assert memories[0][0] and peers._lift_at[0] == at + WINDOW  # something was asked and remembered
     assert memories[1] == memories[0]
+
+
+def test_a_deferred_lift_is_the_lift_as_it_stood_when_first_asked():
+    """The hour's lift at a window end is worked out only when a window of that end needs a threshold, after
+    the windows before it in the replay changed what it reads: it must be the lift the first window asked."""
+    rnd = random.Random(20261123)
+    history = [w for n in range(8) for w in working_days(f"m{n}", days=8, per_window=8, seed=n)]
+    history += working_days("a0", days=8, per_window=2, seed=9) + working_days("z9", days=8, per_window=8, seed=10)
+    busy = []
+    for start in range(day(8, 9), day(8, 11), WINDOW):
+        # First at each end a light account, left quiet; then colleagues at two to three times their pace;
+        # then, now and then, one reading far past its level, which needs the lift of that end.
+        busy.append(window("a0", start, 1))
+        busy += [window(f"m{n}", start, rnd.randint(3, 5)) for n in range(8) if rnd.random() < 0.9]
+        if rnd.random() < 0.4:
+            busy.append(window("z9", start, rnd.randint(100, 300)))
+    busy += [w._replace(late=True, records_touched=w.records_touched + 3) for w in busy[5::13]]
+    windows = history + busy
+
+    def replay(eager: bool):
+        model = GroupModel("org-a", CONFIG)
+        lifts, asked = {}, model.peers.org_lift
+        if eager:  # every lift worked out the moment it is first asked, as before deferral
+            model.peers._defer_lift = lambda end: model.peers.org_lift(end)
+
+        def org_lift(end):
+            lifts.setdefault(end, asked(end))
+            return lifts[end]
+
+        model.peers.org_lift = org_lift
+        return model.run(windows), lifts, model
+
+    eager_alerts, eager_lifts, _ = replay(eager=True)
+    alerts, lifts, _ = replay(eager=False)
+    assert alerts == eager_alerts and alerts
+    worked_out = {end: lift for end, lift in lifts.items() if end > day(8, 9)}
+    assert worked_out and all(eager_lifts[end] == lift for end, lift in worked_out.items())
+    assert sum(lift > 1.05 for lift in worked_out.values()) >= 5  # the busy hour was read as busy
+    assert len(lifts) < len(eager_lifts) / 10  # and most ends were never worked out at all
 
 
 def test_hour_sums_kept_as_the_hour_moves_equal_a_sum_over_the_days_points():

@@ -153,8 +153,12 @@ class GroupModel:
 
     def step(self, activity: AccountActivity) -> List[Alert]:
         config = self.config
-        model = self._account(activity.actor, activity.actor_type)
         start, end = activity.window_start_ms, activity.window_end_ms
+        peers = self.peers
+        deferred = peers.deferred_end == end  # the lift at this end is owed as it stood when first asked
+        if deferred:
+            peers.changing(activity.actor, self.accounts.get(activity.actor))
+        model = self._account(activity.actor, activity.actor_type)
         # A window at or before what was already scored is a late pane: it is
         # scored (a late burst still alerts) but teaches nothing.
         late = activity.late or end <= model.last_window_end_ms
@@ -179,7 +183,9 @@ class GroupModel:
         weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
         records = weighted if weighted > 0 else 0
         model.add_point(WindowPoint(start, records, novel, activity.creations, 0), end)
-        self.peers.worked(model)
+        if deferred:
+            peers.added(model, records)
+        peers.worked(model)
         for target in activity.created:
             child = self._account(target, None)
             if child.created_by is None:
@@ -248,6 +254,8 @@ class GroupModel:
         creator = self.accounts.get(model.created_by)
         if creator is None:
             return
+        if self.peers.deferred_end == end:
+            self.peers.changing(creator.actor, creator)
         creator.add_point(WindowPoint(start, 0, 0, 0, records), end)
         self.peers.worked(creator)
         context = ScoringContext(config, creator, self.peers, start, end)

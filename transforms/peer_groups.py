@@ -60,6 +60,11 @@ class PeerGroup:
         self._lift_at: Tuple[int, float] = (-1, 1.0)
         self._day_lift_at: Tuple[int, float] = (-1, 1.0)
         self._hourly_floors: Dict[Optional[str], float] = {}
+        # The window end whose lift was asked (`asked_by`) but not yet worked out, and what the accounts
+        # changed since held at that ask: actor -> [last point's start, history_days, typical_1h, actor_type,
+        # records added to its hour since] (`changing`, `added`).
+        self.deferred_end = -1
+        self._as_asked: Dict[str, list] = {}
 
     def _new_day(self, window_end_ms: int) -> None:
         day = (window_end_ms - 1) // MS_PER_DAY
@@ -124,8 +129,8 @@ class PeerGroup:
         judged on figures taken at another moment. (The order is ScoringContext's, then the screen's;
         the caller has asked `off_hours` first, as ScoringContext does.)
         """
-        if self._lift_at[0] != window_end_ms:
-            self.org_lift(window_end_ms)
+        if self._lift_at[0] != window_end_ms and self.deferred_end != window_end_ms:
+            self._defer_lift(window_end_ms)
         self._new_day(window_end_ms)
         actor_type = model.actor_type
         if actor_type in self._asked_today:  # peer_peak would only read them back
@@ -140,10 +145,36 @@ class PeerGroup:
         """`model` just added a window: it counts for the organisation's lift for the next hour."""
         self._recent[model.actor] = model
 
+    def _defer_lift(self, window_end_ms: int) -> None:
+        """The lift at this end is asked now, by a window that needs no threshold: it is worked out only if a
+        later window of the same end needs it, as it stood now (`changing`, `added`).
+
+        Nearly every window end has no window that needs a threshold, and walking the organisation's
+        active accounts at each was a sixth of a replay's scoring.
+        """
+        if window_end_ms > self._newest_end_ms:
+            self._newest_end_ms = window_end_ms
+        self.deferred_end = window_end_ms
+        self._as_asked.clear()
+
+    def changing(self, actor: str, model: Optional[AccountModel]) -> None:
+        """Called, while a lift is deferred, before a window of its end changes what the lift reads of an account
+        (`model`, None for one not seen yet)."""
+        if actor not in self._as_asked:
+            recent = model.recent if model is not None else None
+            self._as_asked[actor] = ([None, 0, 0.0, None, 0] if not recent else  # not active when asked
+                                     [recent[-1].start_ms, model.history_days, model.typical_1h, model.actor_type, 0])
+
+    def added(self, model: AccountModel, records: int) -> None:
+        """Called, while a lift is deferred, after a window of its end added `records` to `model`'s hour."""
+        self._as_asked[model.actor][4] += records
+
     def org_lift(self, window_end_ms: int) -> float:
         """How much busier than usual most of the organisation is over the last hour (>= 1)."""
         if self._lift_at[0] == window_end_ms:
             return self._lift_at[1]
+        as_asked = self._as_asked if self.deferred_end == window_end_ms else {}
+        self.deferred_end = -1
         volume = self.config.volume
         idle = []
         if window_end_ms > self._newest_end_ms:
@@ -154,12 +185,19 @@ class PeerGroup:
         counted = []
         for actor, model in self._recent.items():
             recent = model.recent
-            if not recent or recent[-1].start_ms < hour_ago:  # not active within the hour
-                if not recent or recent[-1].start_ms < forget_before:
+            last = recent[-1].start_ms if recent else None
+            held = as_asked.get(actor)
+            if held is None:
+                history, typical, role, since = model.history_days, model.typical_1h, model.actor_type, 0
+                asked_last = last
+            else:
+                asked_last, history, typical, role, since = held
+            if asked_last is None or asked_last < hour_ago:  # not active within the hour
+                if last is None or last < forget_before:
                     idle.append(actor)  # back in when it next works
                 continue
-            if model.history_days >= trust_days:
-                counted.append(model)
+            if history >= trust_days:
+                counted.append((model, typical, role, since))
         # One account's surge must not lift its own threshold: it takes most of the organisation,
         # well beyond an ordinary hour's swing, to be a collectively busy day. (Too few colleagues
         # at work, as in more than half the hours, and their hours need not be summed at all.)
@@ -167,12 +205,12 @@ class PeerGroup:
         if len(counted) >= max(4, volume.min_peers):
             ratios = []
             floors = self._hourly_floors
-            for model in counted:
-                floor = floors.get(model.actor_type)
+            for model, typical, role, since in counted:
+                floor = floors.get(role)
                 if floor is None:
-                    floor = self._hourly_floor(model.actor_type)
-                typical = model.typical_1h
-                ratios.append(model.hour_sums(window_end_ms)[RECORDS] / (typical if typical >= floor else floor))
+                    floor = self._hourly_floor(role)
+                records = model.hour_sums(window_end_ms)[RECORDS] - since
+                ratios.append(records / (typical if typical >= floor else floor))
             lift = min(volume.max_org_lift, max(1.0, statistics.median(ratios) / volume.org_busy_ratio))
         for actor in idle:
             del self._recent[actor]
