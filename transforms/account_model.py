@@ -153,10 +153,9 @@ class AccountModel:
         day[3] += point[4]
 
     def add_point(self, point: WindowPoint, window_end_ms: int) -> None:
+        """Remember a window, and forget those that started more than a day before its end."""
         self._append(point)
-        self.forget_before(window_end_ms - MS_PER_DAY)
-
-    def forget_before(self, start_ms: int) -> None:
+        start_ms = window_end_ms - MS_PER_DAY
         recent = self.recent
         day = self.day_sums
         while recent and recent[0].start_ms < start_ms:

@@ -153,15 +153,17 @@ class GroupModel:
 
     def step(self, activity: AccountActivity) -> List[Alert]:
         config = self.config
-        start, end = activity.window_start_ms, activity.window_end_ms
+        # Its fields at once: a named field read is a call, and a window reads a dozen.
+        (actor, org, actor_type, start, end, _, touched, consults, _, _, largest_bulk, creations, created,
+         distinct, sample, _, late_pane) = activity
         peers = self.peers
         deferred = peers.deferred_end == end  # the lift at this end is owed as it stood when first asked
         if deferred:
-            peers.changing(activity.actor, self.accounts.get(activity.actor))
-        model = self._account(activity.actor, activity.actor_type)
+            peers.changing(actor, self.accounts.get(actor))
+        model = self._account(actor, actor_type)
         # A window at or before what was already scored is a late pane: it is
         # scored (a late burst still alerts) but teaches nothing.
-        late = activity.late or end <= model.last_window_end_ms
+        late = late_pane or end <= model.last_window_end_ms
         if not late:
             age_to_day(model, end, config)
         if end > self.latest_end_ms:
@@ -169,27 +171,27 @@ class GroupModel:
 
         novelty_applies = model.history_days >= config.novelty.min_history_days
         novel = familiar = 0
-        sample = to_learn = activity.record_sample
-        if novelty_applies and activity.distinct_records:
+        to_learn = sample
+        if novelty_applies and distinct:
             # What is not novel is in the portfolio already: learning adds only the rest.
             to_learn = model.portfolio.novel_records(sample)
             novel_share = len(to_learn) / len(sample) if sample else 0.0
-            novel = round(novel_share * activity.distinct_records)
-            familiar = round((1.0 - novel_share) * activity.consults)
-        scored = activity.records_touched
-        if activity.largest_bulk:
+            novel = round(novel_share * distinct)
+            familiar = round((1.0 - novel_share) * consults)
+        scored = touched
+        if largest_bulk:
             scored -= self._own_portfolio_export(model, activity)
         # Every scale weighs familiar files less: a burst of its own files is work, not a leak.
         weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
         records = weighted if weighted > 0 else 0
-        model.add_point(WindowPoint(start, records, novel, activity.creations, 0), end)
+        model.add_point(WindowPoint(start, records, novel, creations, 0), end)
         if deferred:
             peers.added(model, records)
         peers.worked(model)
-        for target in activity.created:
+        for target in created:
             child = self._account(target, None)
             if child.created_by is None:
-                child.created_by, child.created_at_ms = activity.actor, start
+                child.created_by, child.created_at_ms = actor, start
             if target not in model.children:
                 model.children = (model.children + [target])[-MAX_CHILDREN:]
 
@@ -211,12 +213,12 @@ class GroupModel:
             # Nothing crossed and no story open: nothing to track, nothing to build for it.
             if consultation is not None or CONSULTATION_VOLUME in incidents:
                 creator_link = [model.created_by] if model.created_by else []
-                self._track(model, CONSULTATION_VOLUME, Subject(activity.actor, activity.org, model.actor_type),
-                            (start, end), activity.records_touched, consultation, creator_link, alerts)
+                self._track(model, CONSULTATION_VOLUME, Subject(actor, org, model.actor_type),
+                            (start, end), touched, consultation, creator_link, alerts)
             creation = assess_creation_rate(context, hour[CREATIONS], model.day_sum(CREATIONS))
             if creation is not None or CREATION_RATE in incidents:
-                self._track(model, CREATION_RATE, Subject(activity.actor, activity.org, model.actor_type),
-                            (start, end), activity.creations, creation, list(activity.created), alerts)
+                self._track(model, CREATION_RATE, Subject(actor, org, model.actor_type),
+                            (start, end), creations, creation, list(created), alerts)
         if model.created_by:
             self._attribute_to_creator(model, activity, records, alerts)
 

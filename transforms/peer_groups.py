@@ -131,7 +131,8 @@ class PeerGroup:
         """
         if self._lift_at[0] != window_end_ms and self.deferred_end != window_end_ms:
             self._defer_lift(window_end_ms)
-        self._new_day(window_end_ms)
+        if (window_end_ms - 1) // MS_PER_DAY != self._day:  # asked of every quiet window: the call only when due
+            self._new_day(window_end_ms)
         actor_type = model.actor_type
         if actor_type in self._asked_today:  # peer_peak would only read them back
             return
