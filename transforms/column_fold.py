@@ -188,7 +188,8 @@ def _fold(table: pa.Table, windows_per_group: Counter) -> Iterator[Tuple[str, by
     target_values, target_bounds = created
     for first, last in zip(actor_starts[:-1], actor_starts[1:]):
         actor = actors[window_actors[first]]
-        windows_per_group.update((group_of(org, actor), actor) for org in orgs[first:last])
+        for org, windows in Counter(orgs[first:last]).items():  # an account has one organisation, or a few
+            windows_per_group[group_of(org, actor), actor] += windows
         column_created, column_records = [], []
         for w in range(first, last):
             a, b = target_bounds[w], target_bounds[w + 1]
