@@ -134,15 +134,15 @@ class Portfolio:
         self.bits[:len(data)] = data[:self.BITS // 8]
 
     @classmethod
-    def _positions(cls, record: str) -> Tuple[Tuple[int, int], ...]:
-        """(byte index, bit mask) of each of the record's bits."""
+    def _positions(cls, record: str) -> Tuple[int, ...]:
+        """The record's bits (bit b is bit b & 7 of byte b >> 3): ints in a flat tuple, so that the cache of
+        a replay's records is one object each for the collector to walk, not five."""
         positions = cls._positions_cache.get(record)
         if positions is None:
             digest = hashlib.blake2b(record.encode("utf-8"), digest_size=8).digest()
             first = int.from_bytes(digest[:4], "little")
             step = int.from_bytes(digest[4:], "little") | 1
-            bits = [(first + i * step) % cls.BITS for i in range(cls.HASHES)]
-            positions = tuple((bit >> 3, 1 << (bit & 7)) for bit in bits)
+            positions = tuple((first + i * step) % cls.BITS for i in range(cls.HASHES))
             if len(cls._positions_cache) >= cls.POSITIONS_CACHE_LIMIT:
                 cls._positions_cache.clear()
             cls._positions_cache[record] = positions
@@ -150,22 +150,22 @@ class Portfolio:
 
     def __contains__(self, record: str) -> bool:
         bits = self.bits
-        for index, mask in self._positions(record):
-            if not bits[index] & mask:
+        for bit in self._positions(record):
+            if not bits[bit >> 3] & 1 << (bit & 7):
                 return False
         return True
 
     def add(self, record: str) -> None:
         bits = self.bits
-        for index, mask in self._positions(record):
-            bits[index] |= mask
+        for bit in self._positions(record):
+            bits[bit >> 3] |= 1 << (bit & 7)
 
     def add_all(self, records) -> None:
         bits = self.bits
         cache = self._positions_cache
         for record in records:
-            for index, mask in cache.get(record) or self._positions(record):
-                bits[index] |= mask
+            for bit in cache.get(record) or self._positions(record):
+                bits[bit >> 3] |= 1 << (bit & 7)
 
     def estimated_size(self) -> float:
         """How many distinct records were added: the standard estimate from the bits set."""
@@ -187,8 +187,8 @@ class Portfolio:
         cache = self._positions_cache  # read here first: a call per record costs more than the test
         novel = []
         for record in sample:
-            for index, mask in cache.get(record) or self._positions(record):
-                if not bits[index] & mask:
+            for bit in cache.get(record) or self._positions(record):
+                if not bits[bit >> 3] & 1 << (bit & 7):
                     novel.append(record)
                     break
         return novel
