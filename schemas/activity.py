@@ -51,4 +51,9 @@ def pack_activity_fields(rows: Sequence[tuple]) -> bytes:
 
 
 def unpack_activities(packed: bytes) -> List[AccountActivity]:
-    return [AccountActivity._make(fields) for fields in pickle.loads(decompress(packed))]
+    return [AccountActivity._make(fields) for fields in unpack_activity_fields(packed)]
+
+
+def unpack_activity_fields(packed: bytes) -> List[tuple]:
+    """`pack_activities`'s windows as the plain tuples of their fields, in AccountActivity's order."""
+    return pickle.loads(decompress(packed))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pipelines.detect import build_pipeline
 from pipelines.options import LOCAL_RUNNER, GuetteurOptions
 from pipelines.simulation import write_simulation
+from schemas.activity import AccountActivity
 from transforms.detect_in_slots import _MergeAndDetectSlotFn
 from transforms.scoring_slots import ScoringPlan, slots_by_work
 
@@ -116,7 +117,7 @@ def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_th
         yield from process(self, element, *side_inputs)
 
     def recorded_detect(self, group, activities, baselines):
-        seen.append((self.recorded_slot, group, {activity.actor for activity in activities}))
+        seen.append((self.recorded_slot, group, {AccountActivity._make(fields).actor for fields in activities}))
         yield from detect(self, group, activities, baselines)
 
     monkeypatch.setattr(_MergeAndDetectSlotFn, "process", recorded_process)

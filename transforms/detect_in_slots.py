@@ -18,7 +18,6 @@ from typing import Dict, List
 
 import apache_beam as beam
 
-from schemas.activity import AccountActivity
 from transforms.batch_windows import merge_account_windows
 from transforms.detect_per_group import DetectPerGroupInBatchFn, baselines_by_group, scored
 from transforms.detection_config import DetectionConfig
@@ -70,7 +69,7 @@ class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
                         continue  # merged for an earlier organisation, or no folds in this slot
                     for merged_group, merged in merge_account_windows(actor, packs, window_ms).items():
                         (rows if merged_group == group else waiting.setdefault(merged_group, [])).extend(merged)
-                yield from self.detect_group(group, [AccountActivity._make(fields) for fields in rows], baselines)
+                yield from self.detect_group(group, rows, baselines)
         if parts or waiting:
             # A window's organisation is one a range saw for it, and every range counts what it saw: cannot happen.
             raise RuntimeError(f"slot {slot}: windows of {len(parts)} account(s) and {len(waiting)} organisation(s) "

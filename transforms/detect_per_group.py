@@ -9,7 +9,6 @@ arrive sorted, shuffled, in one batch or as a stream.
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Dict, Optional
 
 import apache_beam as beam
@@ -20,15 +19,16 @@ from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import BagStateSpec, ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
 
-from schemas.activity import AccountActivity, pack_activities, unpack_activities
+from schemas.activity import AccountActivity, pack_activities, unpack_activity_fields
 from schemas.alert import Alert
 from schemas.baseline import AccountBaseline, GroupState
 from transforms.detection_config import DetectionConfig
 from transforms.gc_pause import paused_gc
-from transforms.group_model import GroupModel, group_key
+from transforms.group_model import EVENT_TIME_ORDER, GroupModel, group_key
 from transforms.read_events import METRICS_NAMESPACE
 
 BASELINES_TAG = "baselines"
+_LATE, _DUPLICATES = AccountActivity._fields.index("late"), AccountActivity._fields.index("duplicates")
 
 
 class _DetectionCounters:
@@ -49,9 +49,9 @@ class _DetectionCounters:
 
     def scored(self, activities) -> None:
         late = duplicates = 0
-        for activity in activities:
-            late += activity.late
-            duplicates += activity.duplicates
+        for activity in activities:  # AccountActivities, or the plain tuples of their fields
+            late += activity[_LATE]
+            duplicates += activity[_DUPLICATES]
         self.windows_scored.inc(len(activities))
         if late:
             self.late_windows.inc(late)
@@ -66,12 +66,9 @@ class _DetectionCounters:
         counter.inc()
 
 
-_EVENT_TIME_ORDER = attrgetter("window_start_ms", "late", "actor")
-
-
 def _replay(model: GroupModel, activities, counters: _DetectionCounters):
     """Score windows in event-time order; yields the alerts."""
-    ordered = sorted(activities, key=_EVENT_TIME_ORDER)
+    ordered = sorted(activities, key=EVENT_TIME_ORDER)
     counters.scored(ordered)
     for activity in ordered:
         for alert in model.step(activity):
@@ -167,11 +164,12 @@ class DetectPerGroupInBatchFn(_DetectionFn):
     def process(self, element, baselines):
         key, packs = element
         with paused_gc():
-            yield from self.detect_group(key, [activity for packed in packs for activity in unpack_activities(packed)],
+            yield from self.detect_group(key, [fields for packed in packs for fields in unpack_activity_fields(packed)],
                                          baselines)
 
     def detect_group(self, key: str, activities, baselines):
-        """One organisation's windows of the whole replay -> its alerts (and learned baselines)."""
+        """One organisation's windows of the whole replay (AccountActivities, or the plain tuples of their
+        fields) -> its alerts (and learned baselines)."""
         initial = None
         if key in baselines:
             # Through the state Row, exactly as the streaming DoFn starts from what `train` learned.

@@ -12,6 +12,7 @@ account managers create. Each window of one of its accounts is
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from schemas.activity import AccountActivity
@@ -34,6 +35,10 @@ from transforms.peer_groups import PeerGroup
 
 PORTFOLIO_EXPORT_MARGIN = 1.5  # an export up to this many times the known portfolio is explained by it
 MAX_CHILDREN = 200  # accounts remembered per creator: enough for any real account manager's month
+
+
+# The order an organisation's windows are replayed in, of AccountActivities or the plain tuples of their fields.
+EVENT_TIME_ORDER = itemgetter(*(AccountActivity._fields.index(field) for field in ("window_start_ms", "late", "actor")))
 
 
 def group_key(activity: AccountActivity) -> str:
@@ -152,6 +157,8 @@ class GroupModel:
             alerts.append(alert)
 
     def step(self, activity: AccountActivity) -> List[Alert]:
+        """One window's alerts. `activity` may also be the plain tuple of an AccountActivity's fields, as a
+        batch replay's merge makes them: no named tuple is built only to be taken apart here."""
         config = self.config
         # Its fields at once: a named field read is a call, and a window reads a dozen.
         (actor, org, actor_type, start, end, _, touched, consults, _, _, largest_bulk, creations, created,
@@ -180,7 +187,7 @@ class GroupModel:
             familiar = round((1.0 - novel_share) * consults)
         scored = touched
         if largest_bulk:
-            scored -= self._own_portfolio_export(model, activity)
+            scored -= self._own_portfolio_export(model, largest_bulk)
         # Every scale weighs familiar files less: a burst of its own files is work, not a leak.
         weighted = scored - round((1.0 - config.volume.familiar_weight) * familiar)
         records = weighted if weighted > 0 else 0
@@ -220,7 +227,7 @@ class GroupModel:
                 self._track(model, CREATION_RATE, Subject(actor, org, model.actor_type),
                             (start, end), creations, creation, list(created), alerts)
         if model.created_by:
-            self._attribute_to_creator(model, activity, records, alerts)
+            self._attribute_to_creator(model, start, end, org, records, alerts)
 
         if not late:
             model.last_window_end_ms = end
@@ -228,19 +235,19 @@ class GroupModel:
                 learn(model, start, volumes, novel_1h, day_sums[CREATIONS], to_learn, config)
         return alerts
 
-    def _own_portfolio_export(self, model: AccountModel, activity: AccountActivity) -> int:
-        """Records of a search or export no larger than the account's own portfolio: its job, not a leak.
+    def _own_portfolio_export(self, model: AccountModel, bulk: int) -> int:
+        """Records of a search or export (`bulk`, the window's largest) no larger than the account's own
+        portfolio: its job, not a leak.
 
         An advisor exporting the files it follows is routine; an export many times
         that size is not.
         """
-        bulk = activity.largest_bulk
         if not bulk:
             return 0
         known = PORTFOLIO_EXPORT_MARGIN * model.portfolio.estimated_size()
         return bulk if bulk <= max(known, self.config.volume.portfolio_export_max) else 0
 
-    def _attribute_to_creator(self, model: AccountModel, activity: AccountActivity, records: int,
+    def _attribute_to_creator(self, model: AccountModel, start: int, end: int, org: Optional[str], records: int,
                               alerts: List[Alert]) -> None:
         """What a created account reads counts against the account that created it.
 
@@ -248,7 +255,6 @@ class GroupModel:
         own portfolio is its job, not the creator's story.
         """
         config = self.config
-        start, end = activity.window_start_ms, activity.window_end_ms
         if not model.created_by or not records:
             return
         if start - model.created_at_ms > config.creation.child_days * MS_PER_DAY:
@@ -275,14 +281,14 @@ class GroupModel:
             allowance += creation.young_records_1h if young else config.role_prior(child.actor_type).records_1h
         burst = creator.day_sum(CREATIONS) >= creation.burst_creations
         finding = assess_created_accounts(context, creator.hour_sum(CHILD_RECORDS, end), allowance, burst)
-        subject = Subject(creator.actor, activity.org, creator.actor_type)
+        subject = Subject(creator.actor, org, creator.actor_type)
         self._track(creator, CREATED_ACCOUNT_ACTIVITY, subject, (start, end), records, finding,
                     active_children, alerts)
 
     def run(self, activities: Iterable[AccountActivity]) -> List[Alert]:
         """All alerts for a batch of windows, replayed in event-time order."""
         alerts: List[Alert] = []
-        for activity in sorted(activities, key=lambda a: (a.window_start_ms, a.late, a.actor)):
+        for activity in sorted(activities, key=EVENT_TIME_ORDER):
             alerts.extend(self.step(activity))
         return alerts
 
