@@ -4,10 +4,10 @@ organisations.
 Elsewhere a replay groups the ranges' folds by account to merge them, then the
 windows by organisation to score them (transforms/batch_windows.py,
 transforms/detect_per_group.py): two shuffles, and on the local runner two
-stages, each waiting for its slowest worker. Here the ranges' folds go
-straight to the slot (one per worker) their organisation was dealt to
-(transforms/scoring_slots.py), a range's accounts in one element per slot,
-and the slot merges each account's windows just before it scores the
+stages, each waiting for its slowest worker. Here the organisations are
+dealt to slots, one per worker (transforms/scoring_slots.py); each slot reads
+the ranges' folds (one element per range) as a side input, keeps the accounts
+dealt to it, and merges each account's windows just before it scores the
 organisation they belong to. The alerts are the same: each organisation is
 still scored in one piece, from the same windows.
 """
@@ -39,7 +39,8 @@ class _Planned:
 
 
 class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
-    """(slot, [[(actor, packed folds of one range)], ...]) -> the alerts of each organisation of the slot.
+    """(slot, _) -> the alerts of each organisation dealt to the slot, from the ranges' folds (side input
+    `ranges`: [(actor, packed folds of one range)] per range) of the slot's accounts.
 
     Organisations one after the other, in name order: only one organisation's windows are unpacked at a
     time. An account whose windows span several organisations is merged for the first of them; its
