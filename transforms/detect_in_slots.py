@@ -25,19 +25,6 @@ from transforms.gc_pause import paused_gc
 from transforms.scoring_slots import ScoringPlan
 
 
-class _Planned:
-    """The scoring plan of the windows' counts, built once per worker: the side input is the same for the whole job."""
-
-    def __init__(self, slots: int):
-        self._slots = slots
-        self._counted = self._plan = None
-
-    def plan(self, windows) -> ScoringPlan:
-        if self._counted is not windows:
-            self._plan, self._counted = ScoringPlan(windows, self._slots), windows
-        return self._plan
-
-
 class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
     """(slot, _) -> the alerts of each organisation dealt to the slot, from the ranges' folds (side input
     `ranges`: [(actor, packed folds of one range)] per range) of the slot's accounts.
@@ -49,11 +36,14 @@ class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
 
     def __init__(self, config: DetectionConfig, emit_baselines: bool, slots: int):
         super().__init__(config, emit_baselines)
-        self._planned = _Planned(slots)
+        self._slots = slots
+        self._plan = self._counted = None
 
     def process(self, element, baselines, windows, ranges):
         slot, _ = element
-        plan = self._planned.plan(windows)
+        if self._counted is not windows:  # the same side input for the whole job: planned once per worker
+            self._plan, self._counted = ScoringPlan(windows, self._slots), windows
+        plan = self._plan
         parts: Dict[str, List[bytes]] = {}
         for folds in ranges:
             for actor, packed in folds:

@@ -65,7 +65,8 @@ class ScoringPlan:
                 parent[max(a, b)] = min(a, b)
         work: Dict[str, int] = {}
         for (group, _), count in windows.items():
-            work[unit(group)] = work.get(unit(group), 0) + count
+            root = unit(group)
+            work[root] = work.get(root, 0) + count
         slot_of_unit = slots_by_work(work, slots)
         self._slot_of_actor = {actor: str(slot_of_unit[unit(group)]) for actor, group in first_group.items()}
         by_slot: Dict[str, Dict[str, List[str]]] = {}
