@@ -24,6 +24,7 @@ from schemas.alert import alert_to_json
 from schemas.dead_letter import DeadLetter, dead_letter_to_json
 from transforms.kafka_io import ReadEventsFromKafka, WriteJsonToKafka, is_kafka_url, parse_kafka_url
 from transforms.read_events import ParseEvents, ReadEvents
+from transforms.spilled_folds import scratch_directory
 from transforms.write_outputs import WriteAlerts, WriteDeadLetters
 
 
@@ -61,10 +62,12 @@ def build_detection(
         # Events that came after their window closed (plus the allowed lateness) join the bad lines.
         dead_letters = (dead_letters, too_late) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
     else:
-        # A batch replay: lines are folded per account and window as they are read.
+        # A batch replay: lines are folded per account and window as they are read. The local runner's worker
+        # processes share a disk, and the folds wait there for the scoring instead of in the runner's memory.
         events = None
+        spill_to = scratch_directory() if scoring_slots and scoring_slots > 1 else None
         folds, dead_letters, windows = pipeline | "ReadFiles" >> ReadAndFoldFiles(
-            input_pattern, config.window_minutes, mapping)
+            input_pattern, config.window_minutes, mapping, spill_to=spill_to)
         detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True,
                                                        scoring_slots=scoring_slots, windows_per_group=windows)
     alerts, learned = detected if emit_baselines else (detected, None)

@@ -2,6 +2,7 @@
 and scoring its own (transforms/detect_in_slots.py)."""
 
 import json
+import os
 
 import apache_beam as beam
 from hypothesis import given
@@ -109,12 +110,16 @@ def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_th
     path = tmp_path / "changing.jsonl"
     movers = _with_accounts_changing_organisation(tmp_path / "sim" / "events.jsonl", path)
     alone = _replay(path, tmp_path / "one-worker")  # organisations as keys: merged per account, then scored
-    seen = []
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))  # where the ranges spill their folds
+    seen, spilled = [], []
     process, detect = _MergeAndDetectSlotFn.process, _MergeAndDetectSlotFn.detect_group
 
-    def recorded_process(self, element, *side_inputs):
+    def recorded_process(self, element, baselines, windows, paths):
         self.recorded_slot = element[0]
-        yield from process(self, element, *side_inputs)
+        spilled.append([(path, os.path.exists(path)) for path in paths])
+        yield from process(self, element, baselines, windows, paths)
 
     def recorded_detect(self, group, activities, baselines):
         seen.append((self.recorded_slot, group, {AccountActivity._make(fields).actor for fields in activities}))
@@ -125,6 +130,10 @@ def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_th
     assert _replay(path, tmp_path / "two-workers", "--direct_num_workers=2") == alone
     assert len(alone) >= 3
     assert sorted({slot for slot, _, _ in seen}) == ["0", "1"]
+    # Both slots read the same files, all there then, all in the scratch directory, which is gone after the job.
+    assert len(spilled) == 2 and spilled[0] == spilled[1] and len(spilled[0]) >= 1
+    assert all(there and path.startswith(str(scratch)) for path, there in spilled[0])
+    assert os.listdir(scratch) == []
     slot_of_group = {}
     for slot, group, _ in seen:
         assert slot_of_group.setdefault(group, slot) == slot  # an organisation is scored in one piece

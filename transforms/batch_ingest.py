@@ -17,7 +17,7 @@ ranges never lose or repeat a line.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, NamedTuple
+from typing import Dict, Iterable, List, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -32,6 +32,7 @@ from transforms.column_fold import RangeRows
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 from transforms.gc_pause import paused_gc
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE, Unreadable
+from transforms.spilled_folds import spill
 
 RANGE_BYTES = 32 << 20
 # Lines are validated in blocks of about this size (transforms/block_parsing.py).
@@ -188,12 +189,14 @@ def _check_complete(handle) -> None:
 
 class _FoldRange(beam.DoFn):
     """One file range -> [(actor, its windows' folds packed by `batch_windows.pack_columns`), ...], plus dead
-    letters and the windows it folded per group and account."""
+    letters and the windows it folded per group and account. With `spill_to`, each such list is written to a
+    file of that directory instead, and the element is the file's path (transforms/spilled_folds.py)."""
 
     def __init__(self, window_ms: int, mapping: FieldMapping, block_bytes: int = BLOCK_BYTES,
-                 block_lines: int = BLOCK_LINES):
+                 block_lines: int = BLOCK_LINES, spill_to: Optional[str] = None):
         self._window_ms = window_ms
         self._mapping = mapping
+        self._spill_to = spill_to
         self._block_bytes = block_bytes
         self._block_lines = block_lines
 
@@ -243,12 +246,23 @@ class _FoldRange(beam.DoFn):
                 newest = max(newest, ts)
                 rows.add_event(first_line + at, ts - ts % window_ms, event)
             if rows.size >= MAX_FOLD_ROWS:
-                yield from _one_element(rows.fold())
+                yield from self._one_element(rows.fold())
         self._newest_ms = newest
-        yield from _one_element(rows.fold())
+        yield from self._one_element(rows.fold())
         for group_and_actor, windows in rows.windows_per_group.items():
             yield pvalue.TaggedOutput(WINDOWS_TAG, (group_and_actor, windows))
         self._report(lines, accepted, rejected)
+
+    def _one_element(self, folds) -> Iterable:
+        """A range's folds as one element: Beam's cost is per element, and a range holds thousands of accounts."""
+        if self._spill_to is not None:
+            path = spill(self._spill_to, folds)
+            if path is not None:
+                yield path
+            return
+        batch = list(folds)
+        if batch:
+            yield batch
 
     def _report(self, lines: int, accepted: int, rejected: Dict[str, int]) -> None:
         self._lines.inc(lines)
@@ -263,15 +277,10 @@ class _FoldRange(beam.DoFn):
             self._position.set(self._newest_ms)
 
 
-def _one_element(folds) -> Iterable[list]:
-    """A range's folds as one element: Beam's cost is per element, and a range holds thousands of accounts."""
-    batch = list(folds)
-    if batch:
-        yield batch
-
-
 class FoldedFiles(NamedTuple):
-    folds: beam.PCollection  # per range, [(actor, its windows of the range, packed), ...]; merged per account later
+    # per range, [(actor, its windows of the range, packed), ...], or the path of the file they were spilled to;
+    # merged per account later
+    folds: beam.PCollection
     dead_letters: beam.PCollection
     windows_per_group: beam.PCollection  # ((group, actor), windows): what each organisation will cost to score
 
@@ -281,15 +290,18 @@ class ReadAndFoldFiles(beam.PTransform):
     letters, and the windows folded per organisation.
 
     An account's window may be split across ranges: `batch_windows.merge_account_windows` puts it back together.
+    With `spill_to` (a `spilled_folds.scratch_directory()`, for the local runner's workers), the folds are spilled
+    there and the paths of their files are the elements.
     """
 
     def __init__(self, file_pattern: str, window_minutes: int, mapping: FieldMapping = DEFAULT_MAPPING,
-                 range_bytes: int = RANGE_BYTES):
+                 range_bytes: int = RANGE_BYTES, spill_to: Optional[str] = None):
         super().__init__()
         self._file_pattern = file_pattern
         self._window_ms = window_minutes * 60_000
         self._mapping = mapping
         self._range_bytes = range_bytes
+        self._spill_to = spill_to
 
     def expand(self, pbegin):
         results = (
@@ -298,11 +310,11 @@ class ReadAndFoldFiles(beam.PTransform):
             | "SplitFiles" >> beam.ParDo(_SplitFiles(self._range_bytes))
             # Ranges are few and heavy: spread them over workers before reading.
             | "Spread" >> beam.Reshuffle()
-            | "FoldRanges" >> beam.ParDo(_FoldRange(self._window_ms, self._mapping)).with_outputs(
+            | "FoldRanges" >> beam.ParDo(_FoldRange(self._window_ms, self._mapping, spill_to=self._spill_to)).with_outputs(
                 DEAD_LETTER_TAG, WINDOWS_TAG, main="folds"
             )
         )
-        results.folds.element_type = beam.typehints.List[beam.typehints.Tuple[str, bytes]]
+        results.folds.element_type = str if self._spill_to else beam.typehints.List[beam.typehints.Tuple[str, bytes]]
         dead_letters = results[DEAD_LETTER_TAG]
         dead_letters.element_type = DeadLetter
         windows = results[WINDOWS_TAG]

@@ -199,7 +199,11 @@ def baselines_by_group(initial_baselines):
 
 def scored(grouped, score: beam.ParDo, emit_baselines: bool):
     """Alerts (and, with emit_baselines, AccountBaselines) of a scoring ParDo applied to `grouped`."""
-    results = grouped | "ScoreInOrder" >> score.with_outputs(BASELINES_TAG, main="alerts")
+    return typed_results(grouped | "ScoreInOrder" >> score.with_outputs(BASELINES_TAG, main="alerts"), emit_baselines)
+
+
+def typed_results(results, emit_baselines: bool):
+    """A scoring ParDo's alerts (and, with emit_baselines, AccountBaselines), typed."""
     results.alerts.element_type = Alert
     results[BASELINES_TAG].element_type = AccountBaseline
     if emit_baselines:
