@@ -3,6 +3,7 @@ and scoring its own (transforms/detect_in_slots.py)."""
 
 import json
 import os
+from collections import Counter
 
 import apache_beam as beam
 from hypothesis import given
@@ -12,6 +13,7 @@ from pipelines.detect import build_pipeline
 from pipelines.options import LOCAL_RUNNER, GuetteurOptions
 from pipelines.simulation import write_simulation
 from schemas.activity import AccountActivity
+from transforms import batch_ingest
 from transforms.detect_in_slots import _MergeAndDetectSlotFn
 from transforms.scoring_slots import ScoringPlan, slots_by_work
 
@@ -47,9 +49,9 @@ def test_organisations_an_account_worked_for_are_dealt_together():
     # u2 read for org-a and org-b: they go as one (52 windows), against org-c (50).
     plan = ScoringPlan({("org-a", "u1"): 30, ("org-a", "u2"): 2, ("org-b", "u2"): 20, ("org-c", "u3"): 50}, 2)
     assert plan.slot_of("u1") == plan.slot_of("u2") != plan.slot_of("u3")
-    assert plan.groups_in(plan.slot_of("u2")) == [("org-a", ["u1", "u2"]), ("org-b", ["u2"])]
-    assert plan.groups_in(plan.slot_of("u3")) == [("org-c", ["u3"])]
-    assert plan.slot_of("never-counted") == "0" and plan.groups_in("7") == []
+    assert plan.units_in(plan.slot_of("u2")) == [[("org-a", ["u1", "u2"]), ("org-b", ["u2"])]]
+    assert plan.units_in(plan.slot_of("u3")) == [[("org-c", ["u3"])]]
+    assert plan.slot_of("never-counted") == "0" and plan.units_in("7") == []
 
 
 @given(counts, st.integers(min_value=1, max_value=4), st.randoms())
@@ -62,7 +64,10 @@ def test_every_account_is_planned_with_each_of_its_organisations_whatever_the_or
     for group, actor in windows:
         slot = plan.slot_of(actor)
         assert again.slot_of(actor) == slot and int(slot) < slots
-        assert actor in dict(plan.groups_in(slot))[group]
+        unit = next(dict(unit) for unit in plan.units_in(slot) if group in dict(unit))
+        assert actor in unit[group]
+        # Every organisation the account has windows in is in the same unit.
+        assert all(other in unit for other, someone in windows if someone == actor)
         assert slot_of_group.setdefault(group, slot) == slot  # an organisation is scored in one slot
 
 
@@ -113,31 +118,45 @@ def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_th
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(scratch))  # where the ranges spill their folds
-    seen, spilled = [], []
-    process, detect = _MergeAndDetectSlotFn.process, _MergeAndDetectSlotFn.detect_group
+    monkeypatch.setattr(batch_ingest, "SLICE_MS", 24 * 3600 * 1000)  # five days: five or six slices
+    started, scored, spilled = [], [], []
+    process = _MergeAndDetectSlotFn.process
+    start_group, score_windows = _MergeAndDetectSlotFn.start_group, _MergeAndDetectSlotFn.score_windows
 
     def recorded_process(self, element, baselines, windows, paths):
         self.recorded_slot = element[0]
         spilled.append([(path, os.path.exists(path)) for path in paths])
         yield from process(self, element, baselines, windows, paths)
 
-    def recorded_detect(self, group, activities, baselines):
-        seen.append((self.recorded_slot, group, {AccountActivity._make(fields).actor for fields in activities}))
-        yield from detect(self, group, activities, baselines)
+    def recorded_start(self, group, baselines):
+        started.append(group)
+        return start_group(self, group, baselines)
+
+    def recorded_score(self, model, activities):
+        windows = [AccountActivity._make(fields) for fields in activities]
+        scored.append((self.recorded_slot, model.group, {window.actor for window in windows},
+                       min(window.window_start_ms for window in windows), max(window.window_start_ms for window in windows)))
+        return score_windows(self, model, activities)
 
     monkeypatch.setattr(_MergeAndDetectSlotFn, "process", recorded_process)
-    monkeypatch.setattr(_MergeAndDetectSlotFn, "detect_group", recorded_detect)
+    monkeypatch.setattr(_MergeAndDetectSlotFn, "start_group", recorded_start)
+    monkeypatch.setattr(_MergeAndDetectSlotFn, "score_windows", recorded_score)
     assert _replay(path, tmp_path / "two-workers", "--direct_num_workers=2") == alone
     assert len(alone) >= 3
-    assert sorted({slot for slot, _, _ in seen}) == ["0", "1"]
+    assert sorted({slot for slot, *_ in scored}) == ["0", "1"]
     # Both slots read the same files, all there then, all in the scratch directory, which is gone after the job.
     assert len(spilled) == 2 and spilled[0] == spilled[1] and len(spilled[0]) >= 1
     assert all(there and path.startswith(str(scratch)) for path, there in spilled[0])
     assert os.listdir(scratch) == []
-    slot_of_group = {}
-    for slot, group, _ in seen:
-        assert slot_of_group.setdefault(group, slot) == slot  # an organisation is scored in one piece
+    # Each organisation: one model, in one slot, carried from a day's slice to the next in time order.
+    assert sorted(started) == sorted(set(started)) == sorted({group for _, group, *_ in scored})
+    slot_of_group, last_start = {}, {}
+    for slot, group, _, first, last in scored:
+        assert slot_of_group.setdefault(group, slot) == slot
+        assert last_start.get(group, -1) < first
+        last_start[group] = last
     assert len(slot_of_group) >= 4
+    assert max(Counter(group for _, group, *_ in scored).values()) >= 5
     for mover in movers:
-        groups = [group for _, group, actors in seen if mover in actors]
+        groups = {group for _, group, actors, *_ in scored if mover in actors}
         assert len(groups) == 2 and len({slot_of_group[group] for group in groups}) == 1

@@ -32,7 +32,7 @@ from transforms.column_fold import RangeRows
 from transforms.event_parsing import DEFAULT_MAPPING, FieldMapping, Rejected, parse_event_line
 from transforms.gc_pause import paused_gc
 from transforms.read_events import DEAD_LETTER_TAG, METRICS_NAMESPACE, Unreadable
-from transforms.spilled_folds import spill
+from transforms.spilled_folds import SLICE_MS, spill
 
 RANGE_BYTES = 32 << 20
 # Lines are validated in blocks of about this size (transforms/block_parsing.py).
@@ -246,21 +246,21 @@ class _FoldRange(beam.DoFn):
                 newest = max(newest, ts)
                 rows.add_event(first_line + at, ts - ts % window_ms, event)
             if rows.size >= MAX_FOLD_ROWS:
-                yield from self._one_element(rows.fold())
+                yield from self._one_element(rows)
         self._newest_ms = newest
-        yield from self._one_element(rows.fold())
+        yield from self._one_element(rows)
         for group_and_actor, windows in rows.windows_per_group.items():
             yield pvalue.TaggedOutput(WINDOWS_TAG, (group_and_actor, windows))
         self._report(lines, accepted, rejected)
 
-    def _one_element(self, folds) -> Iterable:
+    def _one_element(self, rows: RangeRows) -> Iterable:
         """A range's folds as one element: Beam's cost is per element, and a range holds thousands of accounts."""
         if self._spill_to is not None:
-            path = spill(self._spill_to, folds)
+            path = spill(self._spill_to, rows.fold(SLICE_MS))
             if path is not None:
                 yield path
             return
-        batch = list(folds)
+        batch = [(actor, packed) for actor, _, packed in rows.fold()]
         if batch:
             yield batch
 

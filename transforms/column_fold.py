@@ -19,7 +19,7 @@ goes through `DistinctRecords` record by record, in line order.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -70,14 +70,15 @@ class RangeRows:
         self._events.append((line, window_start, event))
         self.size += 1
 
-    def fold(self) -> Iterator[Tuple[str, bytes]]:
-        """(actor, `batch_windows.pack_columns` of its windows) per account; the rows are then forgotten."""
+    def fold(self, slice_ms: Optional[int] = None) -> Iterator[Tuple[str, int, bytes]]:
+        """(actor, slice, `batch_windows.pack_columns` of its windows) per account, or with `slice_ms` per account
+        and slice of that many ms since the epoch (the slice's start; 0 without); the rows are then forgotten."""
         tables = self._tables
         if self._events:
             tables.append(_events_table(self._events))
         self._tables, self._events, self.size = [], [], 0
         if tables:
-            yield from _fold(pa.concat_tables(tables).combine_chunks(), self.windows_per_group)
+            yield from _fold(pa.concat_tables(tables).combine_chunks(), self.windows_per_group, slice_ms)
 
 
 def _events_table(events) -> pa.Table:
@@ -140,7 +141,7 @@ def _smallest_per_window(codes: np.ndarray, values: list, counted: np.ndarray, s
     return [None if r == _NO_RANK else in_order[r] for r in np.minimum.reduceat(ranks, starts).tolist()]
 
 
-def _fold(table: pa.Table, windows_per_group: Counter) -> Iterator[Tuple[str, bytes]]:
+def _fold(table: pa.Table, windows_per_group: Counter, slice_ms: Optional[int]) -> Iterator[Tuple[str, int, bytes]]:
     actor_codes, actors = _codes(table.column("actor"))
     window = table.column("window_start").to_numpy()
     line = table.column("line").to_numpy()
@@ -181,12 +182,18 @@ def _fold(table: pa.Table, windows_per_group: Counter) -> Iterator[Tuple[str, by
     records = _per_window(record, np.flatnonzero(keep & (consult == 1) & _valid(record)), starts)
     created = _per_window(target, np.flatnonzero(keep & has_target), starts)
 
-    window_starts = window[starts].tolist()
+    window_starts = window[starts]
     window_actors = actor_codes[starts]
-    actor_starts = np.flatnonzero(np.r_[True, window_actors[1:] != window_actors[:-1]]).tolist() + [len(starts)]
+    # Each account's windows are in time order: a piece is one account's windows of one slice.
+    piece = window_actors[1:] != window_actors[:-1]
+    slices = window_starts - window_starts % slice_ms if slice_ms else np.zeros(len(starts), dtype=np.int64)
+    piece |= slices[1:] != slices[:-1]
+    piece_starts = np.flatnonzero(np.r_[True, piece]).tolist() + [len(starts)]
+    slices = slices.tolist()
+    window_starts = window_starts.tolist()
     record_values, record_bounds = records
     target_values, target_bounds = created
-    for first, last in zip(actor_starts[:-1], actor_starts[1:]):
+    for first, last in zip(piece_starts[:-1], piece_starts[1:]):
         actor = actors[window_actors[first]]
         for org, windows in Counter(orgs[first:last]).items():  # an account has one organisation, or a few
             windows_per_group[group_of(org, actor), actor] += windows
@@ -196,7 +203,7 @@ def _fold(table: pa.Table, windows_per_group: Counter) -> Iterator[Tuple[str, by
             column_created.append(set(target_values[a:b]) if b > a else set())
             a, b = record_bounds[w], record_bounds[w + 1]
             column_records.append(_records_state(record_values[a:b]))
-        yield actor, pack_columns(
+        yield actor, slices[first], pack_columns(
             window_starts[first:last], sums[first:last], ids.of_windows(first, last), column_created,
             column_records, orgs[first:last], roles[first:last])
 

@@ -15,7 +15,7 @@ one piece, from the same windows.
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -24,6 +24,7 @@ from transforms.batch_windows import merge_account_windows
 from transforms.detect_per_group import BASELINES_TAG, DetectPerGroupInBatchFn, baselines_by_group, typed_results
 from transforms.detection_config import DetectionConfig
 from transforms.gc_pause import paused_gc
+from transforms.group_model import GroupModel
 from transforms.scoring_slots import ScoringPlan
 from transforms.spilled_folds import SpilledFolds, remove_spilled
 
@@ -35,9 +36,11 @@ class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
     files the ranges spilled them to (side input `spilled`: their paths, transforms/spilled_folds.py); and, once
     all are scored, the slot under `SCORED_TAG`.
 
-    Organisations one after the other, in name order: only one organisation's packs are read and its windows
-    unpacked at a time. An account whose windows span several organisations is merged for the first of them;
-    its windows of the others wait for their turn.
+    One unit of organisations after the other (those that accounts bind together: transforms/scoring_slots.py),
+    each a slice of time after the other, and within a slice the organisations one after the other, in name
+    order: only one unit's models and one organisation's windows of one slice are held at a time, and each
+    model carries on from one slice to the next. An account whose windows span several organisations is merged
+    for the first of them; its windows of the others wait for their turn, in the same slice.
     """
 
     def __init__(self, config: DetectionConfig, emit_baselines: bool, slots: int):
@@ -50,24 +53,42 @@ class _MergeAndDetectSlotFn(DetectPerGroupInBatchFn):
         if self._counted is not windows:  # the same side input for the whole job: planned once per worker
             self._plan, self._counted = ScoringPlan(windows, self._slots), windows
         plan = self._plan
-        window_ms = self._config.window_ms
-        waiting: Dict[str, List[tuple]] = {}
         with SpilledFolds(spilled, lambda actor: plan.slot_of(actor) == slot) as folds, paused_gc():
-            for group, actors in plan.groups_in(slot):
+            slices = folds.slices()
+            for unit in plan.units_in(slot):
+                yield from self._score_unit(slot, unit, folds, slices, baselines)
+            if folds:
+                raise _unplanned(slot, f"windows of {len(folds)} account(s) and slice(s)")
+        yield pvalue.TaggedOutput(SCORED_TAG, slot)
+
+    def _score_unit(self, slot: str, unit, folds: SpilledFolds, slices: List[int], baselines):
+        """The alerts (and baselines) of one unit's organisations, a slice after the other."""
+        window_ms = self._config.window_ms
+        models: Dict[str, Tuple[GroupModel, int]] = {}  # group -> its model, and the accounts it knew at first
+        for slice_start in slices:
+            waiting: Dict[str, List[tuple]] = {}  # group -> its windows merged before its turn
+            for group, actors in unit:
                 rows = waiting.pop(group, [])
                 for actor in actors:
-                    packs = folds.pop(actor)
+                    packs = folds.pop(actor, slice_start)
                     if packs is None:
-                        continue  # merged for an earlier organisation, or no folds in this slot
+                        continue  # merged for an earlier organisation, or no folds in this slice
                     for merged_group, merged in merge_account_windows(actor, packs, window_ms).items():
                         (rows if merged_group == group else waiting.setdefault(merged_group, [])).extend(merged)
-                yield from self.detect_group(group, rows, baselines)
-            if folds or waiting:
-                # A window's organisation is one a range saw for it, and every range counts what it saw: cannot
-                # happen.
-                raise RuntimeError(f"slot {slot}: windows of {len(folds)} account(s) and {len(waiting)} "
-                                   "organisation(s) were not in the scoring plan")
-        yield pvalue.TaggedOutput(SCORED_TAG, slot)
+                if rows:
+                    if group not in models:
+                        models[group] = self.start_group(group, baselines)
+                    yield from self.score_windows(models[group][0], rows)
+            if waiting:
+                raise _unplanned(slot, f"windows of {len(waiting)} organisation(s)")
+        for group, _ in unit:
+            if group in models:
+                yield from self.end_group(*models.pop(group))
+
+
+def _unplanned(slot: str, what: str) -> RuntimeError:
+    # A window's organisation is one a range saw for it, and every range counts what it saw: cannot happen.
+    return RuntimeError(f"slot {slot}: {what} not in the scoring plan")
 
 
 class DetectInSlots(beam.PTransform):

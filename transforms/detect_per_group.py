@@ -9,7 +9,7 @@ arrive sorted, shuffled, in one batch or as a stream.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -170,13 +170,25 @@ class DetectPerGroupInBatchFn(_DetectionFn):
     def detect_group(self, key: str, activities, baselines):
         """One organisation's windows of the whole replay (AccountActivities, or the plain tuples of their
         fields) -> its alerts (and learned baselines)."""
+        model, known = self.start_group(key, baselines)
+        yield from self.score_windows(model, activities)
+        yield from self.end_group(model, known)
+
+    def start_group(self, key: str, baselines) -> Tuple[GroupModel, int]:
+        """The organisation's model before its first window, and how many accounts it knew then."""
         initial = None
         if key in baselines:
             # Through the state Row, exactly as the streaming DoFn starts from what `train` learned.
             initial = GroupModel(key, self._config, baselines=baselines[key]).state()
         model = GroupModel(key, self._config, initial)
-        known = len(model.accounts)
-        yield from _replay(model, activities, self._counters)
+        return model, len(model.accounts)
+
+    def score_windows(self, model: GroupModel, activities):
+        """Windows later than any the model has scored -> their alerts."""
+        return _replay(model, activities, self._counters)
+
+    def end_group(self, model: GroupModel, known: int):
+        """After the organisation's last window: the accounts it learned counted (and its baselines, when asked)."""
         self._counters.accounts.inc(len(model.accounts) - known)
         if self._emit_baselines:
             for baseline in model.baselines():

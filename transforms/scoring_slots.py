@@ -38,7 +38,8 @@ def slots_by_work(work: Mapping[str, int], slots: int) -> Dict[str, int]:
 
 
 class ScoringPlan:
-    """Which slot merges and scores each account, and the organisations each slot scores with their accounts.
+    """Which slot merges and scores each account, and the organisations each slot scores with their accounts, in
+    units that accounts bind together.
 
     Built on every worker from the same counts, ((group, actor), windows) summed over the ranges; the
     same counts give the same plan.
@@ -69,16 +70,19 @@ class ScoringPlan:
             work[root] = work.get(root, 0) + count
         slot_of_unit = slots_by_work(work, slots)
         self._slot_of_actor = {actor: str(slot_of_unit[unit(group)]) for actor, group in first_group.items()}
-        by_slot: Dict[str, Dict[str, List[str]]] = {}
+        by_unit: Dict[str, Dict[str, List[str]]] = {}
         for group, actor in sorted(windows):
-            by_slot.setdefault(str(slot_of_unit[unit(group)]), {}).setdefault(group, []).append(actor)
-        self._groups = {slot: sorted(groups.items()) for slot, groups in by_slot.items()}
+            by_unit.setdefault(unit(group), {}).setdefault(group, []).append(actor)
+        self._units: Dict[str, List[List[Tuple[str, List[str]]]]] = {}
+        for root in sorted(by_unit):
+            self._units.setdefault(str(slot_of_unit[root]), []).append(sorted(by_unit[root].items()))
 
     def slot_of(self, actor: str) -> str:
         """The key an account's folds are merged and scored under. (Every account with folds was counted by the
         ranges that folded them: one that was not goes to slot 0, which stops rather than score it wrongly.)"""
         return self._slot_of_actor.get(actor, "0")
 
-    def groups_in(self, slot: str) -> List[Tuple[str, List[str]]]:
-        """(group, the accounts that may have windows in it), by group name, for the groups dealt to `slot`."""
-        return self._groups.get(slot, [])
+    def units_in(self, slot: str) -> List[List[Tuple[str, List[str]]]]:
+        """The units of groups dealt to `slot`: per unit, (group, the accounts that may have windows in it) by group
+        name. A unit is the groups that accounts bind together: those an account's windows may end in."""
+        return self._units.get(slot, [])

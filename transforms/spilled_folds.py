@@ -29,6 +29,10 @@ import uuid
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 _OFFSET_BYTES = 8
+# A replay is scored a slice of time after the other, each organisation's model carried from one to the next: what
+# it holds at once is its accounts' models and one slice of windows, whatever the span. A week: at 4 weeks of the
+# bench, 4 to 5 slices.
+SLICE_MS = 7 * 24 * 3600 * 1000
 
 
 def scratch_directory() -> str:
@@ -40,43 +44,43 @@ def scratch_directory() -> str:
     return directory
 
 
-def spill(directory: str, folds: Iterable[Tuple[str, bytes]]) -> Optional[str]:
-    """Writes (actor, packed) pairs to a new file of `directory`; returns its path (None when there were none)."""
+def spill(directory: str, folds: Iterable[Tuple[str, int, bytes]]) -> Optional[str]:
+    """Writes (actor, slice, packed) to a new file of `directory`; returns its path (None when there were none)."""
     folds = iter(folds)
     first = next(folds, None)
     if first is None:
         return None
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, f"{uuid.uuid4().hex}.folds")
-    index: List[Tuple[str, int, int]] = []
+    index: List[Tuple[str, int, int, int]] = []
     offset = 0
     with open(path, "wb") as out:
-        for actor, packed in itertools.chain((first,), folds):
+        for actor, slice_start, packed in itertools.chain((first,), folds):
             out.write(packed)
-            index.append((actor, offset, len(packed)))
+            index.append((actor, slice_start, offset, len(packed)))
             offset += len(packed)
         out.write(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
         out.write(offset.to_bytes(_OFFSET_BYTES, "little"))
     return path
 
 
-def _index(handle) -> List[Tuple[str, int, int]]:
+def _index(handle) -> List[Tuple[str, int, int, int]]:
     size = os.fstat(handle.fileno()).st_size
     start = int.from_bytes(os.pread(handle.fileno(), _OFFSET_BYTES, size - _OFFSET_BYTES), "little")
     return pickle.loads(os.pread(handle.fileno(), size - _OFFSET_BYTES - start, start))
 
 
 class SpilledFolds:
-    """The packs of the accounts that `keep(actor)` accepts, in the spilled files `paths`, read one account at
-    a time. A context manager: the files stay open until it ends."""
+    """The packs of the accounts that `keep(actor)` accepts, in the spilled files `paths`, read one account and
+    slice at a time. A context manager: the files stay open until it ends."""
 
     def __init__(self, paths: Sequence[str], keep):
         self._handles = [open(path, "rb") for path in paths]
-        self._where: Dict[str, List[Tuple[int, int, int]]] = {}
+        self._where: Dict[int, Dict[str, List[Tuple[int, int, int]]]] = {}
         for number, handle in enumerate(self._handles):
-            for actor, offset, length in _index(handle):
+            for actor, slice_start, offset, length in _index(handle):
                 if keep(actor):
-                    self._where.setdefault(actor, []).append((number, offset, length))
+                    self._where.setdefault(slice_start, {}).setdefault(actor, []).append((number, offset, length))
 
     def __enter__(self) -> "SpilledFolds":
         return self
@@ -85,17 +89,22 @@ class SpilledFolds:
         for handle in self._handles:
             handle.close()
 
-    def pop(self, actor: str):
-        """The account's packs, one per file range it had events in (None once popped, or if it had none)."""
-        where = self._where.pop(actor, None)
+    def slices(self) -> List[int]:
+        """The slices that hold packs, in time order."""
+        return sorted(self._where)
+
+    def pop(self, actor: str, slice_start: int):
+        """The account's packs of the slice, one per file range it had events of the slice in (None once popped,
+        or if it had none)."""
+        where = self._where.get(slice_start, {}).pop(actor, None)
         if where is None:
             return None
         handles = self._handles
         return [os.pread(handles[number].fileno(), length, offset) for number, offset, length in where]
 
     def __len__(self) -> int:
-        """Accounts not popped yet."""
-        return len(self._where)
+        """(Account, slice) pairs not popped yet."""
+        return sum(map(len, self._where.values()))
 
 
 def remove_spilled(paths: Iterable[str]) -> None:
