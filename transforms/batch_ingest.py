@@ -256,7 +256,7 @@ class _FoldRange(beam.DoFn):
     def _one_element(self, rows: RangeRows) -> Iterable:
         """A range's folds as one element: Beam's cost is per element, and a range holds thousands of accounts."""
         if self._spill_to is not None:
-            path = spill(self._spill_to, rows.fold(SLICE_MS))
+            path = spill(self._spill_to, rows.fold(SLICE_MS, compressed=False))
             if path is not None:
                 yield path
             return

@@ -17,7 +17,7 @@ import apache_beam as beam
 import numpy as np
 
 from schemas.activity import AccountActivity, pack_activity_fields
-from schemas.shuffle_bytes import compress, decompress
+from schemas.shuffle_bytes import compress, decompress, stored
 from transforms.account_windows import ActivityFold, activity_fields_of, contribution
 from transforms.gc_pause import paused_gc
 from transforms.group_model import group_of
@@ -117,7 +117,7 @@ def pack_folds(windows: Sequence[Tuple[int, ActivityFold]]) -> bytes:
 
 
 def pack_columns(starts: list, sums: list, event_ids: EventIds, created: list, records_states: list, orgs: list,
-                 actor_types: list) -> bytes:
+                 actor_types: list, compressed: bool = True) -> bytes:
     """One account's windows of one range as one element: column by column, pickled once.
 
     Columns of plain values (lists, sets, strings) rather than a list of fold objects: pickle then
@@ -128,10 +128,11 @@ def pack_columns(starts: list, sums: list, event_ids: EventIds, created: list, r
 
     The whole is compressed (schemas/shuffle_bytes.py): a quarter of the bytes cross the runner, which
     in a local replay spent more time receiving, regrouping and sending them than compressing takes.
+    Folds spilled to a local disk instead (transforms/spilled_folds.py) are not: `compressed=False`.
     """
     ids_blob = pickle.dumps(event_ids, protocol=pickle.HIGHEST_PROTOCOL)
-    return compress(pickle.dumps((starts, sums, ids_blob, created, records_states, orgs, actor_types),
-                                 protocol=pickle.HIGHEST_PROTOCOL))
+    return (compress if compressed else stored)(pickle.dumps(
+        (starts, sums, ids_blob, created, records_states, orgs, actor_types), protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def unpack_folds(packed: bytes) -> Iterator[Tuple[int, ActivityFold]]:

@@ -70,7 +70,7 @@ class RangeRows:
         self._events.append((line, window_start, event))
         self.size += 1
 
-    def fold(self, slice_ms: Optional[int] = None) -> Iterator[Tuple[str, int, bytes]]:
+    def fold(self, slice_ms: Optional[int] = None, compressed: bool = True) -> Iterator[Tuple[str, int, bytes]]:
         """(actor, slice, `batch_windows.pack_columns` of its windows) per account, or with `slice_ms` per account
         and slice of that many ms since the epoch (the slice's start; 0 without); the rows are then forgotten."""
         tables = self._tables
@@ -78,7 +78,7 @@ class RangeRows:
             tables.append(_events_table(self._events))
         self._tables, self._events, self.size = [], [], 0
         if tables:
-            yield from _fold(pa.concat_tables(tables).combine_chunks(), self.windows_per_group, slice_ms)
+            yield from _fold(pa.concat_tables(tables).combine_chunks(), self.windows_per_group, slice_ms, compressed)
 
 
 def _events_table(events) -> pa.Table:
@@ -141,7 +141,8 @@ def _smallest_per_window(codes: np.ndarray, values: list, counted: np.ndarray, s
     return [None if r == _NO_RANK else in_order[r] for r in np.minimum.reduceat(ranks, starts).tolist()]
 
 
-def _fold(table: pa.Table, windows_per_group: Counter, slice_ms: Optional[int]) -> Iterator[Tuple[str, int, bytes]]:
+def _fold(table: pa.Table, windows_per_group: Counter, slice_ms: Optional[int],
+          compressed: bool) -> Iterator[Tuple[str, int, bytes]]:
     actor_codes, actors = _codes(table.column("actor"))
     window = table.column("window_start").to_numpy()
     line = table.column("line").to_numpy()
@@ -205,7 +206,7 @@ def _fold(table: pa.Table, windows_per_group: Counter, slice_ms: Optional[int]) 
             column_records.append(_records_state(record_values[a:b]))
         yield actor, slices[first], pack_columns(
             window_starts[first:last], sums[first:last], ids.of_windows(first, last), column_created,
-            column_records, orgs[first:last], roles[first:last])
+            column_records, orgs[first:last], roles[first:last], compressed)
 
 
 class _RangeEventIds:
