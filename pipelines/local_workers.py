@@ -16,6 +16,7 @@ from typing import List, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import warm_workers
+from pipelines.quiet_worker import prompt_bundle_end
 from transforms.batch_ingest import split_file
 
 # Below two ranges' worth of input the worker start-up costs more than a second core gives.
@@ -84,4 +85,5 @@ def local_runner(options, runner_class=None):
     several = (direct.direct_num_workers or 1) > 1 and direct.direct_running_mode == "in_memory"
     if not several:
         warm_workers.cool_down()
+        prompt_bundle_end()  # the bundles run in this process
     return (runner_class or FnApiRunner)(default_environment=worker_environment() if several else None)

@@ -74,6 +74,20 @@ def end_on_interrupt() -> None:
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
+# How often Beam's state sampler (the time spent per step) wakes up in a worker: see `prompt_bundle_end`.
+SAMPLING_PERIOD_MS = 10
+
+
+def prompt_bundle_end() -> None:
+    """Beam's state sampler, asked to stop as a bundle ends, finishes its sleep first: up to its period,
+    200 ms by default, and about as long as that at the end of every bundle longer than a second, that is
+    both of a replay's long stages (the fold, the scoring), in every worker. Its bundles sampled every
+    10 ms end as soon as their work does; the sampler then wakes 100 times a second, for nothing measurable."""
+    from apache_beam.runners.worker import statesampler
+
+    statesampler.StateSampler.__init__.__defaults__ = (SAMPLING_PERIOD_MS,)
+
+
 def run_harness() -> None:
     """Beam's SDK harness, for the runner named in this process's environment, until it has no more work
     or the runner is gone."""
@@ -81,6 +95,7 @@ def run_harness() -> None:
     from apache_beam.runners.worker import sdk_worker_main
 
     end_on_interrupt()  # (a forked worker's is set as it is forked)
+    prompt_bundle_end()
     try:
         sdk_worker_main.main(sys.argv)
     except grpc.RpcError as error:

@@ -41,3 +41,28 @@ def test_several_workers_run_as_quiet_subprocesses_and_one_runs_in_process():
     # Beam's own multi_processing mode, when asked for, is left as Beam makes it.
     beam_mode = local_runner(PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"]))
     assert not hasattr(beam_mode._default_environment, "command_string")
+
+
+def _sampling_periods(tmp_path, flags):
+    """The state sampler's period each worker's bundles ran under, as a DoFn there reads it."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(flags)
+    with beam.Pipeline(runner=local_runner(options), options=options) as pipeline:
+        _ = (
+            pipeline
+            | beam.Create(range(4))
+            | beam.Map(lambda _: __import__("apache_beam.runners.worker.statesampler", fromlist=["_"])
+                       .get_current_tracker().sampling_period_ms)
+            | beam.io.WriteToText(str(tmp_path / "periods"), num_shards=1, shard_name_template="")
+        )
+    return set((tmp_path / "periods").read_text().split())
+
+
+def test_bundles_end_when_their_work_does_in_worker_processes_and_in_process(tmp_path):
+    # Beam's state sampler finishes its sleep before a bundle can end: short, it keeps no bundle waiting.
+    from pipelines.quiet_worker import SAMPLING_PERIOD_MS
+
+    assert _sampling_periods(tmp_path / "two", ["--direct_num_workers=2"]) == {str(SAMPLING_PERIOD_MS)}
+    assert _sampling_periods(tmp_path / "one", []) == {str(SAMPLING_PERIOD_MS)}
