@@ -62,10 +62,10 @@ def build_detection(
         # Events that came after their window closed (plus the allowed lateness) join the bad lines.
         dead_letters = (dead_letters, too_late) | "AllDeadLetters" >> beam.Flatten().with_output_types(DeadLetter)
     else:
-        # A batch replay: lines are folded per account and window as they are read. The local runner's worker
-        # processes share a disk, and the folds wait there for the scoring instead of in the runner's memory.
+        # A batch replay: lines are folded per account and window as they are read. The local runner's workers
+        # share a disk, and the folds wait there for the scoring instead of in the runner's memory.
         events = None
-        spill_to = scratch_directory() if scoring_slots and scoring_slots > 1 else None
+        spill_to = scratch_directory() if scoring_slots else None
         folds, dead_letters, windows = pipeline | "ReadFiles" >> ReadAndFoldFiles(
             input_pattern, config.window_minutes, mapping, spill_to=spill_to)
         detected = folds | "Detect" >> DetectAnomalies(config, initial, emit_baselines, folded=True,

@@ -52,7 +52,7 @@ def local_worker_args(pattern: str, workers: Optional[int], beam_args: List[str]
 
 def scoring_slots(options) -> Optional[int]:
     """How many slots a batch replay's organisations are dealt to by their work (transforms/scoring_slots.py):
-    the local runner's worker processes, when it has several; None on other runners, which hash keys."""
+    the local runner's workers, one or several; None on other runners, which hash keys."""
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
     from pipelines.options import LOCAL_RUNNER, resolve_runner
@@ -60,7 +60,7 @@ def scoring_slots(options) -> Optional[int]:
     if resolve_runner(options.view_as(StandardOptions).runner) != LOCAL_RUNNER:
         return None
     workers = options.view_as(DirectOptions).direct_num_workers or 1
-    return workers if workers > 1 else None
+    return workers
 
 
 def worker_environment():

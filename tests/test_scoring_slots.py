@@ -9,6 +9,7 @@ import apache_beam as beam
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipelines import detect
 from pipelines.detect import build_pipeline
 from pipelines.options import LOCAL_RUNNER, GuetteurOptions
 from pipelines.simulation import write_simulation
@@ -109,12 +110,14 @@ def _replay(path, out, *flags):
     return sorted(open(out / "alerts.jsonl", "rb").read().splitlines())
 
 
-def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_the_one_worker_alerts(tmp_path,
-                                                                                                   monkeypatch):
+def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_the_alerts_of_organisations_as_keys(
+        tmp_path, monkeypatch):
     write_simulation(str(tmp_path / "sim"), seed=11, days=5, actors=30)
     path = tmp_path / "changing.jsonl"
     movers = _with_accounts_changing_organisation(tmp_path / "sim" / "events.jsonl", path)
-    alone = _replay(path, tmp_path / "one-worker")  # organisations as keys: merged per account, then scored
+    with monkeypatch.context() as keys:  # organisations as keys, as on Flink and Dataflow: merged per account, then
+        keys.setattr(detect, "scoring_slots", lambda options: None)  # grouped by organisation and scored
+        alone = _replay(path, tmp_path / "organisations-as-keys")
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(scratch))  # where the ranges spill their folds

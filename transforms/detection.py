@@ -20,10 +20,11 @@ class DetectAnomalies(beam.PTransform):
 
     With `folded=True` the input is instead the per-range folds of a batch
     replay (transforms/batch_ingest.py); with `scoring_slots` (the local
-    runner's worker processes) and the windows folded per organisation and
-    account too, organisations are dealt to the workers by their work, and
-    each worker merges and scores its own (transforms/detect_in_slots.py). `initial_baselines`: a PCollection of
-    AccountBaseline learned by `guetteur train`.
+    runner's workers) and the windows folded per organisation and account
+    too, the folds are the paths of the files they were spilled to,
+    organisations are dealt to the workers by their work, and each worker
+    merges and scores its own (transforms/detect_in_slots.py).
+    `initial_baselines`: a PCollection of AccountBaseline learned by `guetteur train`.
 
     With `dead_letters=True` the result ends with one more PCollection: the
     DeadLetters of events that came too late to be counted (only a stream has
@@ -34,7 +35,7 @@ class DetectAnomalies(beam.PTransform):
                  folded: bool = False, dead_letters: bool = False, scoring_slots: Optional[int] = None,
                  windows_per_group=None):
         super().__init__()
-        self._slots = scoring_slots if windows_per_group is not None and (scoring_slots or 0) > 1 else None
+        self._slots = scoring_slots if windows_per_group is not None and scoring_slots else None
         self._windows_per_group = windows_per_group
         self._config = config
         self._initial = initial_baselines
