@@ -74,6 +74,10 @@ def test_table_report_and_verdict():
     assert verdict["rss_accounts_max_over_x1"] == 3.0
     assert verdict["pss_events_max_over_x1"] == 1.1
     assert verdict["pss_accounts_max_over_x1"] is None  # not measured on that row: no ratio, and "-" shown
+    assert verdict["meets_memory_target"] is True  # 88 / 80 MB
+    rows[1]["detect_peak_pss_mb"] = 80.0 * bench.EVENTS_MEMORY_TARGET + 1
+    assert bench.verdict(rows)["meets_memory_target"] is False
+    assert bench.verdict(rows[2:])["meets_memory_target"] is None  # no events row beyond x1
     assert table[2].split()[-1] == "80" and table[-1].split()[-1] == "-"
     growth = bench.rss_per_account(rows)
     assert growth["bytes_per_extra_account"] == 200 * 1024 * 1024 / 990
