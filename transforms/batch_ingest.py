@@ -310,9 +310,9 @@ class ReadAndFoldFiles(beam.PTransform):
             | "SplitFiles" >> beam.ParDo(_SplitFiles(self._range_bytes))
             # Ranges are few and heavy: spread them over workers before reading.
             | "Spread" >> beam.Reshuffle()
-            | "FoldRanges" >> beam.ParDo(_FoldRange(self._window_ms, self._mapping, spill_to=self._spill_to)).with_outputs(
-                DEAD_LETTER_TAG, WINDOWS_TAG, main="folds"
-            )
+            | "FoldRanges" >> beam.ParDo(
+                _FoldRange(self._window_ms, self._mapping, spill_to=self._spill_to)
+            ).with_outputs(DEAD_LETTER_TAG, WINDOWS_TAG, main="folds")
         )
         results.folds.element_type = str if self._spill_to else beam.typehints.List[beam.typehints.Tuple[str, bytes]]
         dead_letters = results[DEAD_LETTER_TAG]

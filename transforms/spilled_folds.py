@@ -6,12 +6,13 @@ each worker that reads the side input holds it whole again. A replay's
 folds grow with the span it replays: at 4 weeks of the bench they are
 10 MB packed, at 16 weeks 40, at 100 times the accounts 99, and with them the
 peak memory of every process. Here each range writes its folds to a file
-of a scratch directory, and only the file's path crosses the runner; the
-slot that scores an account reads its packs when it comes to that account's
+of a scratch directory, one pack per account and week (`SLICE_MS`), and
+only the file's path crosses the runner; the slot that scores an account
+reads its packs of a week when it comes to that week of the account's
 organisation (transforms/detect_in_slots.py). The local runner's workers
 are processes of one machine, so they share the directory.
 
-A file holds the packs back to back, then the index (actor, offset,
+A file holds the packs back to back, then the index (actor, slice, offset,
 length) per pack, pickled, then the index's offset in 8 bytes. A range that
 is retried writes a new file: only the paths that leave a finished range
 are read.
