@@ -137,8 +137,8 @@ def test_two_local_workers_merge_and_score_each_organisation_in_one_slot_with_th
 
     def recorded_score(self, model, activities):
         windows = [AccountActivity._make(fields) for fields in activities]
-        scored.append((self.recorded_slot, model.group, {window.actor for window in windows},
-                       min(window.window_start_ms for window in windows), max(window.window_start_ms for window in windows)))
+        starts = [window.window_start_ms for window in windows]
+        scored.append((self.recorded_slot, model.group, {window.actor for window in windows}, min(starts), max(starts)))
         return score_windows(self, model, activities)
 
     monkeypatch.setattr(_MergeAndDetectSlotFn, "process", recorded_process)

@@ -4,8 +4,8 @@ import os
 
 from schemas.activity import AccountActivity
 from transforms.batch_ingest import _FoldRange, split_file
-from transforms.event_parsing import DEFAULT_MAPPING
 from transforms.batch_windows import merge_account_windows
+from transforms.event_parsing import DEFAULT_MAPPING
 from transforms.spilled_folds import SLICE_MS, SpilledFolds, remove_spilled, scratch_directory, spill
 
 WINDOW_MS = 5 * 60_000
