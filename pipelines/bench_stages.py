@@ -4,7 +4,9 @@
 the machine and with how the runner happens to split organisations between workers. Here the
 same DoFns run one after the other in this process — fold every file range, merge each account's
 folds, score each organisation — and each stage's CPU seconds are reported, so that a change to
-one stage is measured on that stage. Under callgrind the same run counts instructions, which the
+one stage is measured on that stage. (The stages are those of a replay with organisations as keys,
+on Flink or Dataflow; the local runner's slots run the same merge and scoring a week at a time,
+from spilled folds: transforms/detect_in_slots.py.) Under callgrind the same run counts instructions, which the
 machine's swings in speed do not move:
 
     python -m pipelines.bench_stages --input out/bench/data/sim-s7-d28-a600/events.jsonl

@@ -188,7 +188,7 @@ class MergeRangeFolds(beam.PTransform):
     (group, packed AccountActivities).
 
     Grouping by account puts each window split between ranges back together (`merge_account_windows`).
-    (A local replay with several workers merges in the slots that score: transforms/detect_in_slots.py.)
+    (A local replay merges in the slots that score, from the folds it spilled: transforms/detect_in_slots.py.)
     """
 
     def __init__(self, window_minutes: int):
